@@ -1,0 +1,265 @@
+"""The embedding API: how a host Python app (and the server) drives Berth.
+
+    from actors.api import Berth
+    from actors.config import BerthConfig
+
+    with Berth.start(BerthConfig(image="berth-session:latest")) as berth:
+        sid = berth.create_session(name="fix the flaky test")
+        berth.wait_for_status(sid, {"idle"}, timeout=60)
+        with berth.subscribe(sid) as events:
+            berth.send_message(sid, "hello")
+            for event in events.iter(timeout=30):
+                print(event)
+
+Every call is an ``ask`` at the edge of the actor tree; refused commands raise
+``BerthError`` (with an HTTP-like ``code``) naming the problem.
+``shutdown()`` terminates every session, removes every container and stops
+every actor and thread that Berth started.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Collection, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import pykka
+
+from actors import messages as m
+from actors.clock import Clock
+from actors.config import BerthConfig
+from actors.events import EventBus
+from actors.outcome import Rejected
+from actors.runtime import ContainerRuntime
+from actors.supervisor import SupervisorActor
+from actors.timers import TimerService
+from actors.token import Refresher
+from transport.protocol import SessionEvent, SessionInfo, SessionUpdate, Snapshot
+
+ASK_TIMEOUT = 30.0
+
+
+class BerthError(Exception):
+    """A refused request; ``code`` is the HTTP status that fits."""
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Subscription:
+    """A queue of events; iterate it, and close it (or use ``with``)."""
+
+    def __init__(self, unsubscribe: Any) -> None:
+        self._queue: queue.SimpleQueue[SessionEvent | Snapshot | None] = queue.SimpleQueue()
+        self._unsubscribe = unsubscribe
+        self.closed = False
+
+    def __call__(self, event: SessionEvent | Snapshot) -> None:
+        self._queue.put(event)
+
+    def get(self, timeout: float) -> SessionEvent | Snapshot:
+        """The next event; raises TimeoutError when none comes in time."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no event within {timeout:g} s") from None
+        if item is None:
+            raise EOFError("subscription closed")
+        return item
+
+    def iter(self, timeout: float) -> Iterator[SessionEvent | Snapshot]:
+        """Events until closed, or until none arrives for ``timeout`` seconds."""
+        while True:
+            try:
+                yield self.get(timeout)
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._unsubscribe(self)
+            self._queue.put(None)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class Berth:
+    def __init__(self, supervisor: pykka.ActorRef[Any], timers: TimerService, bus: EventBus) -> None:
+        self._supervisor = supervisor
+        self.timers = timers
+        self.bus = bus
+        #: Timers still armed when the tree stopped (0 unless something leaked).
+        self.leftover_timers = 0
+
+    @classmethod
+    def start(
+        cls,
+        config: BerthConfig | None = None,
+        *,
+        runtime: ContainerRuntime | None = None,
+        clock: Clock | None = None,
+        refresher: Refresher | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> Berth:
+        """Start the tree; raises EngineUnavailable when no Docker engine answers."""
+        config = config or BerthConfig()
+        if runtime is None:
+            from actors.docker_runtime import DockerRuntime
+
+            runtime = DockerRuntime()
+        timers = TimerService(clock)
+        bus = EventBus()
+        supervisor = SupervisorActor.start(config, timers, runtime, bus, refresher, environ)
+        return cls(supervisor, timers, bus)
+
+    # ------------------------------------------------------------ sessions
+
+    def create_session(self, name: str = "session", **fields: Any) -> str:
+        return str(self._ask(self._supervisor, m.CreateSession(m.SessionSpec(name=name, **fields))))
+
+    def list_sessions(self) -> list[SessionInfo]:
+        result: list[SessionInfo] = self._ask(self._supervisor, m.ListSessions())
+        return result
+
+    def lookup(self, session_id: str) -> m.SessionEntry:
+        entry: m.SessionEntry = self._ask(self._supervisor, m.LookupSession(session_id))
+        return entry
+
+    def get_session(self, session_id: str) -> m.SessionView:
+        entry = self.lookup(session_id)
+        if entry.ref is None:
+            assert entry.final_view is not None
+            return entry.final_view
+        try:
+            view: m.SessionView = self._ask(entry.ref, m.GetView())
+        except pykka.ActorDeadError:
+            return self.get_session(session_id)
+        return view
+
+    def terminate_session(self, session_id: str, reason: str = "terminated by user") -> None:
+        self._ask(self._supervisor, m.TerminateSession(session_id, reason))
+
+    def delete_session(self, session_id: str) -> None:
+        self._ask(self._supervisor, m.DeleteSession(session_id))
+
+    def send_message(self, session_id: str, content: str) -> None:
+        self._command(session_id, m.SendUserMessage(content))
+
+    def answer_approval(
+        self, session_id: str, approval_id: str, allow: bool, message: str | None = None
+    ) -> None:
+        self._command(session_id, m.AnswerApproval(approval_id, allow, message))
+
+    def answer_question(self, session_id: str, question_id: str, answers: Mapping[str, str]) -> None:
+        self._command(session_id, m.AnswerQuestion(question_id, dict(answers)))
+
+    def interrupt(self, session_id: str) -> None:
+        self._command(session_id, m.InterruptTurn())
+
+    def update_settings(
+        self, session_id: str, name: str | None = None, permission_mode: str | None = None
+    ) -> None:
+        self._command(session_id, m.ChangeSettings(name, permission_mode))
+
+    def set_model(self, session_id: str, model: str | None) -> None:
+        self._command(session_id, m.ChangeModel(model))
+
+    def request_models(self, session_id: str) -> None:
+        self._command(session_id, m.RequestModels())
+
+    def token_status(self) -> m.TokenStatus:
+        token_ref = pykka.ActorRegistry.get_by_class_name("TokenActor")
+        status: m.TokenStatus = self._ask(token_ref[0], m.GetTokenStatus())
+        return status
+
+    # ------------------------------------------------------------ events
+
+    def subscribe(self, session_id: str | None = None, since: int | None = None) -> Subscription:
+        """Events of one session (first a snapshot or the missed events), or of all."""
+        if session_id is None:
+            sub = Subscription(self.bus.unsubscribe)
+            self.bus.subscribe(sub)
+            return sub
+        ref = self._live_ref(session_id)
+        sub = Subscription(lambda s: _tell_quietly(ref, m.Unsubscribe(s)))
+        self._ask(ref, m.Subscribe(sub, since))
+        return sub
+
+    def wait_for_status(self, session_id: str, statuses: Collection[str], timeout: float) -> m.SessionView:
+        """Block until the session's status is one of ``statuses``."""
+        deadline = time.monotonic() + timeout
+        with self.subscribe() as events:
+            view = self.get_session(session_id)
+            while view.info.status not in statuses:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"session {session_id} is {view.info.status.value}, not {list(statuses)!r}, "
+                        f"after {timeout:g} s (last reason: {view.info.status_reason})"
+                    )
+                try:
+                    event = events.get(min(remaining, 0.5))
+                except TimeoutError:
+                    view = self.get_session(session_id)
+                    continue
+                if isinstance(event, SessionUpdate) and event.session_id == session_id:
+                    view = self.get_session(session_id)
+            return view
+
+    # ------------------------------------------------------------ lifecycle
+
+    def shutdown(self, timeout: float = 120.0) -> None:
+        if self._supervisor.is_alive():
+            try:
+                self._ask(self._supervisor, m.ShutdownTree())
+                self._supervisor.stop(block=True, timeout=timeout)
+            except pykka.ActorDeadError:
+                pass
+        self.leftover_timers = self.timers.pending()
+        self.timers.stop()
+
+    def __enter__(self) -> Berth:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------ helpers
+
+    def _live_ref(self, session_id: str) -> pykka.ActorRef[Any]:
+        entry = self.lookup(session_id)
+        if entry.ref is None:
+            raise BerthError(
+                f"session {session_id} has ended ({entry.final_view and entry.final_view.info.status})", 409
+            )
+        return entry.ref
+
+    def _command(self, session_id: str, message: Any) -> None:
+        try:
+            self._ask(self._live_ref(session_id), message)
+        except pykka.ActorDeadError:
+            raise BerthError(f"session {session_id} has ended", 409) from None
+
+    @staticmethod
+    def _ask(ref: pykka.ActorRef[Any], message: Any) -> Any:
+        result = ref.ask(message, timeout=ASK_TIMEOUT)
+        if isinstance(result, Rejected):
+            raise BerthError(result.reason, result.code)
+        return result
+
+
+def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass

@@ -1,0 +1,61 @@
+"""Berth's configuration: every duration and limit in one frozen object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("BERTH_STATE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "berth"
+
+
+@dataclass(frozen=True)
+class BerthConfig:
+    """Durations are seconds. Tests shrink them; nothing else is hard-coded."""
+
+    instance_id: str = "default"
+    image: str = "berth-session:latest"
+    state_dir: Path = field(default_factory=default_state_dir)
+    max_sessions: int = 50
+    history_limit: int = 500
+    event_log_limit: int = 5000
+    eviction_ttl: float = 300.0
+    startup_timeout: float = 120.0
+    token_retry_delay: float = 5.0
+    reconnect_grace: float = 30.0
+    container_stop_timeout: float = 2.0
+    container_workers: int = 8
+    #: Where agents reach the server from inside their container (host network).
+    server_url: str = "ws://127.0.0.1:8765"
+    #: The ``.claude`` directory holding ``.credentials.json``; None = env token.
+    claude_dir: Path | None = None
+    container_network: str = "host"
+    #: uid:gid the agent runs as; the secrets files are chowned to it.
+    container_user: str = "10001:10001"
+    container_memory: str | None = "4g"
+    container_pids_limit: int = 512
+    agent_runner: str = "builtin"
+    #: A container whose agent cannot reach the server this long exits.
+    agent_orphan_timeout: float = 600.0
+    #: Extra, non-secret environment for session containers.
+    container_env: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 0:
+            raise ValueError("max_sessions must be >= 0 (0 means no limit)")
+        if self.history_limit < 1:
+            raise ValueError("history_limit must be >= 1")
+        for name in ("eviction_ttl", "startup_timeout", "token_retry_delay", "reconnect_grace"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 seconds")
+        if not self.instance_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("instance_id may hold letters, digits, '-' and '_' only")
+
+    @property
+    def secrets_root(self) -> Path:
+        return self.state_dir / "secrets" / self.instance_id

@@ -1,0 +1,299 @@
+"""The ContainerActor: sole owner of the container runtime and session containers.
+
+Blocking runtime calls run on a small worker pool so that one slow ``docker``
+call never holds up other sessions; their outcomes come back to this actor as
+messages, so the bookkeeping (which session owns which container, which start
+is still in flight, which removal was asked for meanwhile) has one writer.
+
+On stop: the exit watch is closed, every container still tracked is removed
+(concurrently, waiting for all), and the worker pool is drained. A failure in
+a runtime call is reported to the requester as a message, never raised here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.config import BerthConfig
+from actors.messages import (
+    ActorRef,
+    ContainerExited,
+    ContainerStarted,
+    ContainerStartFailed,
+    ListContainers,
+    ReapOrphans,
+    RemoveContainer,
+    StartContainer,
+)
+from actors.runtime import (
+    LABEL_APP,
+    LABEL_INSTANCE,
+    LABEL_SESSION,
+    Closeable,
+    ContainerRecord,
+    ContainerRuntime,
+    ContainerSpec,
+    RuntimeError_,
+)
+from actors.secret import Secret
+
+log = logging.getLogger(__name__)
+
+SECRETS_MOUNT = "/run/berth"
+
+
+@dataclass(frozen=True)
+class _StartDone:
+    session_id: str
+    container_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class _ExitSeen:
+    container_id: str
+    session_id: str
+    exit_code: int
+
+
+@dataclass(frozen=True)
+class _OrphansFound:
+    records: tuple[ContainerRecord, ...]
+    keep: frozenset[str]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError_):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ContainerActor(pykka.ThreadingActor):
+    def __init__(self, config: BerthConfig, runtime: ContainerRuntime) -> None:
+        super().__init__()
+        self._config = config
+        self._runtime = runtime
+        self._pool = ThreadPoolExecutor(config.container_workers, thread_name_prefix="berth-docker")
+        self._containers: dict[str, str] = {}
+        self._owners: dict[str, ActorRef] = {}
+        self._starting: set[str] = set()
+        self._remove_when_started: set[str] = set()
+        self._watch: Closeable | None = None
+        self._stopping = threading.Event()
+        self._labels = {LABEL_APP: "berth", LABEL_INSTANCE: config.instance_id}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_start(self) -> None:
+        self._watch = self._runtime.watch_exits(self._labels, self._exit_seen)
+
+    def on_stop(self) -> None:
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.close()
+        pending = [self._pool.submit(self._remove_job, sid, cid) for sid, cid in self._containers.items()]
+        wait(pending, timeout=60)
+        self._containers.clear()
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def on_failure(self, *_: Any) -> None:
+        self.on_stop()
+
+    def _exit_seen(self, container_id: str, labels: Any, exit_code: int) -> None:
+        """Runs on the engine's event thread: hand over to the mailbox."""
+        try:
+            self.actor_ref.tell(_ExitSeen(container_id, labels.get(LABEL_SESSION, ""), exit_code))
+        except pykka.ActorDeadError:
+            pass
+
+    # ------------------------------------------------------------ dispatch
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case StartContainer():
+                self._start(message)
+            case _StartDone():
+                self._start_done(message)
+            case RemoveContainer(session_id=sid):
+                self._remove(sid)
+            case _ExitSeen():
+                self._exited(message)
+            case ReapOrphans(keep=keep):
+                self._pool.submit(self._list_job, keep)
+            case _OrphansFound():
+                self._reap(message)
+            case ListContainers():
+                return dict(self._containers)
+            case _:
+                raise TypeError(f"ContainerActor cannot handle {message!r}")
+        return None
+
+    # ------------------------------------------------------------ handlers
+
+    def _start(self, msg: StartContainer) -> None:
+        sid = msg.session_id
+        self._owners[sid] = msg.reply_to
+        try:
+            secrets_dir = self._write_secrets(sid, msg.secrets)
+        except OSError as exc:
+            self._tell(sid, ContainerStartFailed(sid, f"could not write the secrets directory: {exc}"))
+            return
+        env = {
+            "BERTH_SESSION_ID": sid,
+            "BERTH_SERVER_URL": self._config.server_url,
+            "BERTH_SECRETS_DIR": SECRETS_MOUNT,
+            "BERTH_RUNNER": self._config.agent_runner,
+            "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
+            **dict(self._config.container_env),
+            **msg.env,
+        }
+        spec = ContainerSpec(
+            name=f"berth-{self._config.instance_id}-{sid}",
+            image=self._config.image,
+            labels={**self._labels, LABEL_SESSION: sid},
+            env=env,
+            mounts={str(secrets_dir): (SECRETS_MOUNT, True)},
+            network=self._config.container_network,
+            user=self._config.container_user,
+            memory=self._config.container_memory,
+            pids_limit=self._config.container_pids_limit,
+        )
+        self._starting.add(sid)
+        self._pool.submit(self._start_job, sid, spec)
+
+    def _start_done(self, msg: _StartDone) -> None:
+        sid = msg.session_id
+        self._starting.discard(sid)
+        if msg.container_id is None:
+            self._remove_when_started.discard(sid)
+            self._pool.submit(self._remove_secrets, sid)
+            self._tell(sid, ContainerStartFailed(sid, msg.error or "unknown error"))
+            return
+        self._containers[sid] = msg.container_id
+        if sid in self._remove_when_started:
+            self._remove_when_started.discard(sid)
+            self._remove(sid)
+            return
+        if not self._tell(sid, ContainerStarted(sid, msg.container_id)):
+            self._remove(sid)
+
+    def _remove(self, sid: str) -> None:
+        self._owners.pop(sid, None)
+        if sid in self._starting:
+            self._remove_when_started.add(sid)
+            return
+        container_id = self._containers.pop(sid, None)
+        if container_id is None:
+            self._pool.submit(self._remove_secrets, sid)
+        else:
+            self._pool.submit(self._remove_job, sid, container_id)
+
+    def _exited(self, msg: _ExitSeen) -> None:
+        if self._containers.get(msg.session_id) == msg.container_id:
+            self._tell(msg.session_id, ContainerExited(msg.session_id, msg.container_id, msg.exit_code))
+
+    def _reap(self, msg: _OrphansFound) -> None:
+        live = msg.keep | self._starting | set(self._containers)
+        for record in msg.records:
+            sid = record.labels.get(LABEL_SESSION, "")
+            if sid not in live:
+                log.info("removing orphaned container %s", record.name)
+                self._pool.submit(self._remove_job, sid, record.id)
+        root = self._config.secrets_root
+        if root.is_dir():
+            for entry in root.iterdir():
+                if entry.name not in live:
+                    shutil.rmtree(entry, ignore_errors=True)
+
+    def _tell(self, sid: str, message: Any) -> bool:
+        owner = self._owners.get(sid)
+        if owner is None:
+            return False
+        try:
+            owner.tell(message)
+        except pykka.ActorDeadError:
+            self._owners.pop(sid, None)
+            return False
+        return True
+
+    # ------------------------------------------------------------ worker jobs
+
+    def _start_job(self, sid: str, spec: ContainerSpec) -> None:
+        try:
+            container_id: str | None = self._runtime.run(spec)
+            error = None
+        except Exception as exc:
+            container_id, error = None, _describe(exc)
+        if container_id is not None and self._stopping.is_set():
+            self._remove_job(sid, container_id)
+            return
+        self._tell_self(_StartDone(sid, container_id, error))
+
+    def _remove_job(self, sid: str, container_id: str) -> None:
+        try:
+            self._runtime.remove(container_id, self._config.container_stop_timeout)
+        except Exception as exc:
+            log.warning("could not remove container of session %s: %s", sid, _describe(exc))
+        self._remove_secrets(sid)
+
+    def _list_job(self, keep: frozenset[str]) -> None:
+        try:
+            records = tuple(self._runtime.list(self._labels))
+        except Exception as exc:
+            log.warning("could not list containers to reap orphans: %s", _describe(exc))
+            return
+        self._tell_self(_OrphansFound(records, keep))
+
+    def _tell_self(self, message: Any) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+    # ------------------------------------------------------------ secrets
+
+    def _secrets_dir(self, sid: str) -> Path:
+        return self._config.secrets_root / sid
+
+    def _write_secrets(self, sid: str, secrets: Any) -> Path:
+        directory = self._secrets_dir(sid)
+        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        uid, gid = _parse_user(self._config.container_user)
+        for name, secret in secrets.items():
+            assert isinstance(secret, Secret)
+            path = directory / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secret.reveal())
+            _chown(path, uid, gid)
+        _chown(directory, uid, gid)
+        return directory
+
+    def _remove_secrets(self, sid: str) -> None:
+        shutil.rmtree(self._secrets_dir(sid), ignore_errors=True)
+
+
+def _parse_user(user: str | None) -> tuple[int, int] | tuple[None, None]:
+    if not user:
+        return None, None
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit():
+        return None, None
+    return int(uid), int(gid) if gid.isdigit() else int(uid)
+
+
+def _chown(path: Path, uid: int | None, gid: int | None) -> None:
+    """Give the container's user its files; only root can, and only root needs to."""
+    if uid is None or gid is None or os.geteuid() != 0:
+        return
+    os.chown(path, uid, gid)

@@ -1,0 +1,341 @@
+"""Every message the actors exchange: small frozen dataclasses.
+
+Names are facts (``ContainerStarted``) or commands (``TerminateSession``).
+Requests that expect an answer carry ``reply_to``; the answer is a message
+told back to it, never a future an actor waits on (architecture rule 1).
+Messages marked *ask* are for the edges (host app, transport, tests) only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pykka
+
+from actors.secret import Secret
+from transport.protocol import (
+    AgentToServer,
+    ChatMessage,
+    PendingApproval,
+    PendingQuestion,
+    ServerToAgent,
+    SessionEvent,
+    SessionInfo,
+    Snapshot,
+)
+
+if TYPE_CHECKING:
+    ActorRef = pykka.ActorRef[Any]
+else:
+    ActorRef = pykka.ActorRef
+
+#: Receives a session's events; it must not block (it runs on the actor thread).
+EventSink = Callable[[SessionEvent | Snapshot], None]
+
+
+class AgentLink(Protocol):
+    """One agent connection as an actor sees it: sends never block."""
+
+    @property
+    def link_id(self) -> str: ...
+
+    def send(self, frame: ServerToAgent) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What a user asks for when creating a session."""
+
+    name: str = "session"
+    repo_url: str | None = None
+    branch: str | None = None
+    permission_mode: str = "normal"
+    model: str | None = None
+    runner: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as a client sees it: info, history and pending requests."""
+
+    info: SessionInfo
+    history: tuple[ChatMessage, ...]
+    pending_approval: PendingApproval | None
+    pending_question: PendingQuestion | None
+    seq: int
+    timers: frozenset[str] = frozenset()
+    agent_connected: bool = False
+
+
+# Supervisor: requests from the edges (ask)
+
+
+@dataclass(frozen=True)
+class CreateSession:
+    spec: SessionSpec
+
+
+@dataclass(frozen=True)
+class ListSessions:
+    pass
+
+
+@dataclass(frozen=True)
+class LookupSession:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class TerminateSession:
+    session_id: str
+    reason: str = "terminated by user"
+
+
+@dataclass(frozen=True)
+class DeleteSession:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ShutdownTree:
+    """Terminate every session and remove every container (ask)."""
+
+
+@dataclass(frozen=True)
+class SessionEntry:
+    """The supervisor's answer to ``LookupSession``: a live actor or a tombstone."""
+
+    session_id: str
+    ref: ActorRef | None
+    agent_token: Secret
+    final_view: SessionView | None = None
+
+
+# Supervisor: facts from sessions
+
+
+@dataclass(frozen=True)
+class SessionChanged:
+    info: SessionInfo
+
+
+@dataclass(frozen=True)
+class SessionEvicted:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class SessionCrashed:
+    session_id: str
+    final_view: SessionView
+    reason: str
+
+
+# Session: commands from the edges
+
+
+@dataclass(frozen=True)
+class SendUserMessage:
+    content: str
+
+
+@dataclass(frozen=True)
+class AnswerApproval:
+    approval_id: str
+    allow: bool
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerQuestion:
+    question_id: str
+    answers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class InterruptTurn:
+    pass
+
+
+@dataclass(frozen=True)
+class ChangeSettings:
+    name: str | None = None
+    permission_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeModel:
+    model: str | None
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    pass
+
+
+@dataclass(frozen=True)
+class Terminate:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Stop now: cancel every timer, remove the container, stop the actor."""
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    sink: EventSink
+    since: int | None = None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    sink: EventSink
+
+
+@dataclass(frozen=True)
+class GetView:
+    """Ask: the session's ``SessionView``."""
+
+
+# Session: facts from agents (the transport tells these)
+
+
+@dataclass(frozen=True)
+class AgentAttached:
+    link: AgentLink
+
+
+@dataclass(frozen=True)
+class AgentDetached:
+    link_id: str
+    reason: str = "connection closed"
+
+
+@dataclass(frozen=True)
+class FromAgent:
+    link_id: str
+    frame: AgentToServer
+
+
+# Session: its own timers
+
+
+@dataclass(frozen=True)
+class RetryToken:
+    pass
+
+
+@dataclass(frozen=True)
+class StartupTimedOut:
+    pass
+
+
+@dataclass(frozen=True)
+class EvictionDue:
+    pass
+
+
+@dataclass(frozen=True)
+class ReconnectGraceExpired:
+    pass
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class EnsureFreshToken:
+    reply_to: ActorRef
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    token: Secret | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscribeTokens:
+    ref: ActorRef
+
+
+@dataclass(frozen=True)
+class UnsubscribeTokens:
+    ref: ActorRef
+
+
+@dataclass(frozen=True)
+class TokenRefreshed:
+    token: Secret
+
+
+@dataclass(frozen=True)
+class TokenRefreshFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class GetTokenStatus:
+    """Ask: a ``TokenStatus``."""
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    source: str
+    masked_token: str | None
+    expires_at_ms: int | None
+    last_error: str | None
+
+
+# ---------------------------------------------------------------- containers
+
+
+@dataclass(frozen=True)
+class StartContainer:
+    session_id: str
+    reply_to: ActorRef
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerStarted:
+    session_id: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class ContainerStartFailed:
+    session_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContainerExited:
+    session_id: str
+    container_id: str
+    exit_code: int
+
+
+@dataclass(frozen=True)
+class RemoveContainer:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ReapOrphans:
+    keep: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ListContainers:
+    """Ask: ids of the containers the actor tracks, by session."""

@@ -1,0 +1,34 @@
+"""An in-process agent link: records what the session sends to its agent."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+from transport.protocol import ServerToAgent
+
+_ids = itertools.count(1)
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self._link_id = f"link-{next(_ids)}"
+        self.sent: list[ServerToAgent] = []
+        self.closed: tuple[int, str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def link_id(self) -> str:
+        return self._link_id
+
+    def send(self, frame: ServerToAgent) -> None:
+        with self._lock:
+            self.sent.append(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        with self._lock:
+            self.closed = (code, reason)
+
+    def frames(self, kind: type) -> list[ServerToAgent]:
+        with self._lock:
+            return [f for f in self.sent if isinstance(f, kind)]

@@ -1,0 +1,375 @@
+"""Every frame exchanged between agents, clients and the server.
+
+Frames are JSON text objects tagged by ``type`` with camelCase keys. Each kind
+is a frozen ``msgspec.Struct`` so that decoding and validation happen in one
+pass (msgspec is several times faster than hand-written checks, which matters
+on the token relay path). The records shared by both sides (chat messages,
+pending approvals and questions, session info) live here too, because they
+are what crosses the wire and what the session actor hands out as snapshots.
+
+``docs/protocol.md`` documents this module for third parties.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+import msgspec
+
+
+class SessionStatus(StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    AWAITING_ANSWER = "awaiting_answer"
+    RECONNECTING = "reconnecting"
+    ERROR = "error"
+    TERMINATED = "terminated"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (SessionStatus.ERROR, SessionStatus.TERMINATED)
+
+
+PermissionMode = Literal["normal", "auto_edits", "dangerous", "plan"]
+PERMISSION_MODES: tuple[str, ...] = ("normal", "auto_edits", "dangerous", "plan")
+
+MessageKind = Literal["user", "assistant", "tool_call", "tool_result", "system", "error"]
+
+
+class _Record(msgspec.Struct, frozen=True, rename="camel", kw_only=True, omit_defaults=True):
+    """Base for records embedded in frames."""
+
+
+class ChatMessage(_Record, frozen=True):
+    """One entry of a session's history."""
+
+    id: str
+    kind: MessageKind
+    content: str
+    timestamp: float
+    tool_name: str | None = None
+    tool_input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    is_error: bool = False
+
+
+class ContextUsage(_Record, frozen=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    context_window: int | None = None
+    num_turns: int = 0
+    duration_ms: int = 0
+
+
+class PendingApproval(_Record, frozen=True):
+    id: str
+    tool_name: str
+    tool_input: dict[str, Any]
+    timestamp: float
+    reason: str | None = None
+
+
+class QuestionOption(_Record, frozen=True):
+    label: str
+    description: str = ""
+
+
+class QuestionItem(_Record, frozen=True):
+    question: str
+    header: str = ""
+    options: list[QuestionOption] = []
+    multi_select: bool = False
+
+
+class PendingQuestion(_Record, frozen=True):
+    id: str
+    questions: list[QuestionItem]
+    timestamp: float
+
+
+class ModelInfo(_Record, frozen=True):
+    value: str
+    display_name: str = ""
+    description: str = ""
+
+
+class SessionInfo(_Record, frozen=True):
+    """What a client sees of a session (never a secret)."""
+
+    id: str
+    name: str
+    status: SessionStatus
+    created_at: float
+    repo_url: str | None = None
+    branch: str | None = None
+    permission_mode: str = "normal"
+    model: str | None = None
+    total_cost_usd: float = 0.0
+    context_usage: ContextUsage | None = None
+    last_message_at: float | None = None
+    last_message_preview: str | None = None
+    status_reason: str | None = None
+
+
+# --------------------------------------------------------------------------
+# Agent -> server
+
+
+class _Frame(msgspec.Struct, frozen=True, rename="camel", kw_only=True, tag_field="type"):
+    """Base for frames; the subclass ``tag`` is the wire ``type``."""
+
+
+class Ready(_Frame, tag="ready", frozen=True):
+    pass
+
+
+class SetupProgress(_Frame, tag="setup_progress", frozen=True):
+    message: str
+
+
+class SdkMessage(_Frame, tag="sdk_message", frozen=True):
+    message: ChatMessage
+
+
+class Stream(_Frame, tag="stream", frozen=True):
+    """One or more consecutive tokens of the streamed message ``message_id``."""
+
+    message_id: str
+    tokens: list[str]
+
+
+class ApprovalRequest(_Frame, tag="approval_request", frozen=True):
+    approval: PendingApproval
+
+
+class Question(_Frame, tag="question", frozen=True):
+    question: PendingQuestion
+
+
+class Result(_Frame, tag="result", frozen=True):
+    result: str | None = None
+    cost_usd: float = 0.0
+    is_error: bool = False
+    context_usage: ContextUsage | None = None
+
+
+AgentStatus = Literal["running", "idle", "awaiting_approval", "awaiting_answer"]
+
+
+class StatusUpdate(_Frame, tag="status_update", frozen=True):
+    status: AgentStatus
+
+
+class SessionInfoUpdate(_Frame, tag="session_info_update", frozen=True):
+    model: str | None = None
+    permission_mode: PermissionMode | None = None
+    total_cost_usd: float | None = None
+    context_usage: ContextUsage | None = None
+
+
+class ModelsList(_Frame, tag="models_list", frozen=True):
+    models: list[ModelInfo]
+
+
+class AgentError(_Frame, tag="error", frozen=True):
+    """An error the agent reports; ``fatal`` means its runner is gone."""
+
+    message: str
+    fatal: bool = False
+
+
+AgentToServer = (
+    Ready
+    | SetupProgress
+    | SdkMessage
+    | Stream
+    | ApprovalRequest
+    | Question
+    | Result
+    | StatusUpdate
+    | SessionInfoUpdate
+    | ModelsList
+    | AgentError
+)
+
+# --------------------------------------------------------------------------
+# Server -> agent
+
+
+class UserMessage(_Frame, tag="user_message", frozen=True):
+    content: str
+    id: str = ""
+
+
+class ApprovalResponse(_Frame, tag="approval_response", frozen=True):
+    approval_id: str
+    allow: bool
+    message: str | None = None
+
+
+class QuestionResponse(_Frame, tag="question_response", frozen=True):
+    question_id: str
+    answers: dict[str, str]
+
+
+class Interrupt(_Frame, tag="interrupt", frozen=True):
+    pass
+
+
+class UpdateSettings(_Frame, tag="update_settings", frozen=True):
+    permission_mode: PermissionMode | None = None
+    name: str | None = None
+
+
+class SetModel(_Frame, tag="set_model", frozen=True):
+    model: str | None
+
+
+class GetModels(_Frame, tag="get_models", frozen=True):
+    pass
+
+
+class TokenUpdate(_Frame, tag="token_update", frozen=True):
+    """Carries a secret: never log or echo this frame."""
+
+    token: str
+
+    def __repr__(self) -> str:
+        return "TokenUpdate(token=<redacted>)"
+
+
+class Shutdown(_Frame, tag="shutdown", frozen=True):
+    """The session is over: the agent closes its runner and exits."""
+
+    reason: str = ""
+
+
+ServerToAgent = (
+    UserMessage
+    | ApprovalResponse
+    | QuestionResponse
+    | Interrupt
+    | UpdateSettings
+    | SetModel
+    | GetModels
+    | TokenUpdate
+    | Shutdown
+)
+
+# --------------------------------------------------------------------------
+# Server -> client events. Each carries its session's sequence number: a
+# client that reconnects subscribes "since" the last one it saw.
+
+
+class SessionUpdate(_Frame, tag="session_update", frozen=True):
+    session_id: str
+    seq: int
+    session: SessionInfo
+
+
+class MessageAdded(_Frame, tag="message", frozen=True):
+    session_id: str
+    seq: int
+    message: ChatMessage
+
+
+class StreamTokens(_Frame, tag="stream", frozen=True):
+    session_id: str
+    seq: int
+    message_id: str
+    tokens: list[str]
+
+
+class ApprovalRequested(_Frame, tag="approval_request", frozen=True):
+    session_id: str
+    seq: int
+    approval: PendingApproval
+
+
+class QuestionAsked(_Frame, tag="question", frozen=True):
+    session_id: str
+    seq: int
+    question: PendingQuestion
+
+
+class TurnResult(_Frame, tag="result", frozen=True):
+    session_id: str
+    seq: int
+    result: str | None = None
+    cost_usd: float = 0.0
+    is_error: bool = False
+    context_usage: ContextUsage | None = None
+
+
+class ModelsAvailable(_Frame, tag="models_list", frozen=True):
+    session_id: str
+    seq: int
+    models: list[ModelInfo]
+
+
+SessionEvent = (
+    SessionUpdate
+    | MessageAdded
+    | StreamTokens
+    | ApprovalRequested
+    | QuestionAsked
+    | TurnResult
+    | ModelsAvailable
+)
+
+
+class Snapshot(_Frame, tag="snapshot", frozen=True):
+    """First frame after subscribe: everything up to and including ``seq``."""
+
+    session_id: str
+    seq: int
+    session: SessionInfo
+    history: list[ChatMessage]
+    pending_approval: PendingApproval | None = None
+    pending_question: PendingQuestion | None = None
+
+
+# --------------------------------------------------------------------------
+# Encoding and decoding
+
+_encoder = msgspec.json.Encoder()
+_agent_decoder = msgspec.json.Decoder(AgentToServer)
+_server_decoder = msgspec.json.Decoder(ServerToAgent)
+
+
+class FrameError(ValueError):
+    """A frame that is not valid JSON or does not match any frame schema."""
+
+
+def encode(frame: msgspec.Struct) -> str:
+    return _encoder.encode(frame).decode()
+
+
+def encode_bytes(frame: msgspec.Struct) -> bytes:
+    return _encoder.encode(frame)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise FrameError(f"invalid frame: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise FrameError(f"frame is not valid JSON: {exc}") from None
+
+
+def decode_agent_frame(data: str | bytes) -> AgentToServer:
+    """Parse a frame an agent sent; raises FrameError naming the problem."""
+    result: AgentToServer = _decode(_agent_decoder, data)
+    return result
+
+
+def decode_server_frame(data: str | bytes) -> ServerToAgent:
+    """Parse a frame the server sent to an agent; raises FrameError."""
+    result: ServerToAgent = _decode(_server_decoder, data)
+    return result
