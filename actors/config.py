@@ -36,7 +36,7 @@ class BerthConfig:
     claude_dir: Path | None = None
     container_network: str = "host"
     #: uid:gid the agent runs as; the secrets files are chowned to it.
-    container_user: str = "10001:10001"
+    container_user: str = "1000:1000"
     container_memory: str | None = "4g"
     container_pids_limit: int = 512
     agent_runner: str = "builtin"
