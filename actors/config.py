@@ -42,6 +42,8 @@ class BerthConfig:
     agent_runner: str = "builtin"
     #: A container whose agent cannot reach the server this long exits.
     agent_orphan_timeout: float = 600.0
+    #: Overrides the image's command (tests run a plain ``sleep``).
+    container_command: tuple[str, ...] | None = None
     #: Extra, non-secret environment for session containers.
     container_env: tuple[tuple[str, str], ...] = ()
 

@@ -166,6 +166,7 @@ class ContainerActor(pykka.ThreadingActor):
             user=self._config.container_user,
             memory=self._config.container_memory,
             pids_limit=self._config.container_pids_limit,
+            command=self._config.container_command,
         )
         self._starting.add(sid)
         self._pool.submit(self._start_job, sid, spec)

@@ -38,6 +38,8 @@ class StubRuntime:
         self.missing_images: set[str] = set()
         self.fail_with: Exception | None = None
         self.gate: threading.Event | None = None
+        #: Held by the next ``run`` only: one slow start among fast ones.
+        self.hold_next: threading.Event | None = None
         self.started = threading.Semaphore(0)
         self.removed: list[str] = []
         self._ids = itertools.count(1)
@@ -45,6 +47,10 @@ class StubRuntime:
     def run(self, spec: ContainerSpec) -> str:
         if self.gate is not None:
             self.gate.wait(timeout=30)
+        with self.lock:
+            hold, self.hold_next = self.hold_next, None
+        if hold is not None:
+            hold.wait(timeout=30)
         if spec.image in self.missing_images:
             raise ImageMissing(f"The session image '{spec.image}' is not on this Docker engine.")
         if self.fail_with is not None:

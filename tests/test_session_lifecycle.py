@@ -322,3 +322,30 @@ def test_subscribing_since_a_sequence_number_replays_exactly_the_missed_events(t
         second = events.get(5)
     assert isinstance(first, p.StreamTokens) and first.seq == seen + 1 and first.tokens == ["a"]
     assert isinstance(second, p.StreamTokens) and second.seq == seen + 2
+
+
+def test_one_slow_container_start_does_not_hold_up_other_sessions(tree):
+    runtime = StubRuntime()
+    slow_gate = threading.Event()
+    runtime.hold_next = slow_gate
+    berth = tree(runtime=runtime)
+    slow = berth.create_session(name="slow")
+    wait_until(lambda: runtime.hold_next is None, what="the slow start to begin")
+    fast = berth.create_session(name="fast")
+    started(berth, runtime, fast)
+    assert runtime.by_session(slow) is None
+    slow_gate.set()
+    started(berth, runtime, slow)
+
+
+def test_deleting_a_session_while_its_container_is_starting_removes_the_container_once_started(tree):
+    runtime = StubRuntime()
+    gate = threading.Event()
+    runtime.hold_next = gate
+    berth = tree(runtime=runtime)
+    sid = berth.create_session()
+    wait_until(lambda: runtime.hold_next is None, what="the start to begin")
+    berth.delete_session(sid)
+    gate.set()
+    wait_until(lambda: runtime.removed, what="the late container to be removed")
+    assert runtime.by_session(sid) is None

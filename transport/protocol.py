@@ -197,6 +197,14 @@ AgentToServer = (
     | AgentError
 )
 
+class ProtocolError(_Frame, tag="protocol_error", frozen=True):
+    """The server could not use a frame a peer sent; the connection stays up."""
+
+    message: str
+    session_id: str | None = None
+    request_id: str | None = None
+
+
 # --------------------------------------------------------------------------
 # Server -> agent
 
@@ -259,6 +267,7 @@ ServerToAgent = (
     | GetModels
     | TokenUpdate
     | Shutdown
+    | ProtocolError
 )
 
 # --------------------------------------------------------------------------
@@ -334,12 +343,99 @@ class Snapshot(_Frame, tag="snapshot", frozen=True):
     pending_question: PendingQuestion | None = None
 
 
+class AuthAlert(_Frame, tag="auth_alert", frozen=True):
+    """The OAuth token was refreshed, or refreshing it failed (re-authenticate)."""
+
+    status: Literal["refreshed", "refresh_failed"]
+    message: str
+
+
+class Ack(_Frame, tag="ack", frozen=True):
+    """A client command was accepted."""
+
+    request_id: str | None = None
+    session_id: str | None = None
+
+
+# --------------------------------------------------------------------------
+# Client -> server. ``requestId`` is echoed in the ``ack`` or ``protocol_error``.
+
+
+class ClientSubscribe(_Frame, tag="subscribe", frozen=True):
+    session_id: str
+    since: int | None = None
+    request_id: str | None = None
+
+
+class ClientUnsubscribe(_Frame, tag="unsubscribe", frozen=True):
+    session_id: str
+    request_id: str | None = None
+
+
+class SendPrompt(_Frame, tag="send_prompt", frozen=True):
+    session_id: str
+    content: str
+    request_id: str | None = None
+
+
+class ApproveTool(_Frame, tag="approve_tool", frozen=True):
+    session_id: str
+    approval_id: str
+    allow: bool
+    message: str | None = None
+    request_id: str | None = None
+
+
+class AnswerQuestionFrame(_Frame, tag="answer_question", frozen=True):
+    session_id: str
+    question_id: str
+    answers: dict[str, str]
+    request_id: str | None = None
+
+
+class InterruptSession(_Frame, tag="interrupt", frozen=True):
+    session_id: str
+    request_id: str | None = None
+
+
+class UpdateSessionSettings(_Frame, tag="update_settings", frozen=True):
+    session_id: str
+    name: str | None = None
+    permission_mode: str | None = None
+    request_id: str | None = None
+
+
+class SetSessionModel(_Frame, tag="set_model", frozen=True):
+    session_id: str
+    model: str | None
+    request_id: str | None = None
+
+
+class GetSessionModels(_Frame, tag="get_models", frozen=True):
+    session_id: str
+    request_id: str | None = None
+
+
+ClientToServer = (
+    ClientSubscribe
+    | ClientUnsubscribe
+    | SendPrompt
+    | ApproveTool
+    | AnswerQuestionFrame
+    | InterruptSession
+    | UpdateSessionSettings
+    | SetSessionModel
+    | GetSessionModels
+)
+
+
 # --------------------------------------------------------------------------
 # Encoding and decoding
 
 _encoder = msgspec.json.Encoder()
 _agent_decoder = msgspec.json.Decoder(AgentToServer)
 _server_decoder = msgspec.json.Decoder(ServerToAgent)
+_client_decoder = msgspec.json.Decoder(ClientToServer)
 
 
 class FrameError(ValueError):
@@ -372,4 +468,10 @@ def decode_agent_frame(data: str | bytes) -> AgentToServer:
 def decode_server_frame(data: str | bytes) -> ServerToAgent:
     """Parse a frame the server sent to an agent; raises FrameError."""
     result: ServerToAgent = _decode(_server_decoder, data)
+    return result
+
+
+def decode_client_frame(data: str | bytes) -> ClientToServer:
+    """Parse a frame a client sent; raises FrameError."""
+    result: ClientToServer = _decode(_client_decoder, data)
     return result
