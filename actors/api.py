@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -193,6 +193,20 @@ class Berth:
         self._ask(ref, m.Subscribe(sub, since))
         return sub
 
+    def attach_sink(self, session_id: str, sink: m.EventSink, since: int | None = None) -> Callable[[], None]:
+        """Feed one session's events to ``sink``; returns the function that detaches it."""
+        entry = self.lookup(session_id)
+        if entry.ref is None:
+            assert entry.final_view is not None
+            sink(_snapshot_of(entry.final_view))
+            return lambda: None
+        ref = entry.ref
+        try:
+            self._ask(ref, m.Subscribe(sink, since))
+        except pykka.ActorDeadError:
+            return self.attach_sink(session_id, sink, since)
+        return lambda: _tell_quietly(ref, m.Unsubscribe(sink))
+
     def wait_for_status(self, session_id: str, statuses: Collection[str], timeout: float) -> m.SessionView:
         """Block until the session's status is one of ``statuses``."""
         deadline = time.monotonic() + timeout
@@ -256,6 +270,17 @@ class Berth:
         if isinstance(result, Rejected):
             raise BerthError(result.reason, result.code)
         return result
+
+
+def _snapshot_of(view: m.SessionView) -> Snapshot:
+    return Snapshot(
+        session_id=view.info.id,
+        seq=view.seq,
+        session=view.info,
+        history=list(view.history),
+        pending_approval=view.pending_approval,
+        pending_question=view.pending_question,
+    )
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:

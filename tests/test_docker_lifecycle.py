@@ -54,7 +54,8 @@ def running_container(client: docker.DockerClient, sid: str) -> Any:
 def docker_tree(tree, docker_runtime) -> Any:
     def start(**overrides: Any) -> Berth:
         overrides.setdefault("container_command", SLEEP)
-        return tree(runtime=docker_runtime, **overrides)
+        berth: Berth = tree(runtime=docker_runtime, **overrides)
+        return berth
 
     start.client = docker_runtime.client  # type: ignore[attr-defined]
     return start
@@ -178,7 +179,7 @@ def test_shutting_down_the_tree_removes_every_session_container(docker_tree, tre
     client = docker_tree.client
     ids = [berth.create_session(name=f"s{i}") for i in range(3)]
     for sid in ids:
-        wait_until(lambda sid=sid: container_of(client, sid), timeout=60, what="containers")
+        running_container(client, sid)
     berth.shutdown()
     assert containers_of(client, tree.base.instance_id) == []
 

@@ -197,6 +197,7 @@ AgentToServer = (
     | AgentError
 )
 
+
 class ProtocolError(_Frame, tag="protocol_error", frozen=True):
     """The server could not use a frame a peer sent; the connection stays up."""
 

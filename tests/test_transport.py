@@ -1,0 +1,183 @@
+"""The server over real sockets on 127.0.0.1, with a stub runtime and fake agents."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websocket
+
+from actors.secret import Secret
+from tests.stub_runtime import StubRuntime
+from tests.waiting import wait_until
+from tests.ws_client import WsPeer
+from transport.serve import RunningServer, start_server
+from transport.settings import ServerSettings
+
+API_TOKEN = "test-api-token-0123456789abcdef"
+
+
+@pytest.fixture
+def running(base_config) -> Iterator[RunningServer]:
+    runtime = StubRuntime()
+    server = start_server(
+        base_config,
+        ServerSettings(port=0, client_outbox_limit=50),
+        api_token=Secret(API_TOKEN),
+        runtime=runtime,
+        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-transport-test-token"},
+    )
+    server.runtime = runtime  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+def call(
+    server: RunningServer, method: str, path: str, body: Any = None, token: str = API_TOKEN
+) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.server.http_url + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def agent_for(server: RunningServer, sid: str, token: str | None = None) -> WsPeer:
+    token = token or server.berth.lookup(sid).agent_token.reveal()
+    return WsPeer(f"{server.server.ws_url}/agent/{sid}", [f"Authorization: Bearer {token}"])
+
+
+def client_for(server: RunningServer) -> WsPeer:
+    return WsPeer(f"{server.server.ws_url}/ws", [f"Authorization: Bearer {API_TOKEN}"])
+
+
+def create_ready(server: RunningServer) -> tuple[str, WsPeer]:
+    status, body = call(server, "POST", "/api/sessions", {"name": "t"})
+    assert status == 201, body
+    sid = body["session"]["id"]
+    wait_until(lambda: server.runtime.by_session(sid), what="container")  # type: ignore[attr-defined]
+    agent = agent_for(server, sid)
+    agent.send({"type": "ready"})
+    wait_until(
+        lambda: call(server, "GET", f"/api/sessions/{sid}")[1]["session"]["status"] == "idle", what="idle"
+    )
+    return sid, agent
+
+
+def test_rest_requires_the_api_token_and_answers_errors_as_json(running):
+    status, body = call(running, "GET", "/api/sessions", token="wrong")
+    assert status == 401 and "API token" in body["error"]
+    assert call(running, "GET", "/api/sessions") == (200, {"sessions": []})
+    status, body = call(running, "GET", "/api/sessions/nope")
+    assert status == 404 and "nope" in body["error"]
+    status, body = call(running, "POST", "/api/sessions", {"name": "x", "permissionMode": "yolo"})
+    assert status == 400 and "yolo" in body["error"]
+    status, body = call(running, "POST", "/api/sessions", {"nmae": "typo"})
+    assert status == 400 and "nmae" in body["error"]
+
+
+def test_an_agent_with_a_wrong_token_is_refused_before_any_session_state_is_touched(running):
+    _, body = call(running, "POST", "/api/sessions", {"name": "t"})
+    sid = body["session"]["id"]
+    before = call(running, "GET", f"/api/sessions/{sid}")[1]
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        agent_for(running, sid, token="not-the-token")
+    assert err.value.status_code == 401
+    after = call(running, "GET", f"/api/sessions/{sid}")[1]
+    assert after == before
+
+
+def test_a_full_turn_reaches_a_subscribed_client_with_sequence_numbers(running):
+    sid, agent = create_ready(running)
+    client = client_for(running)
+    client.send({"type": "subscribe", "sessionId": sid, "requestId": "r1"})
+    snapshot = client.recv()
+    assert snapshot["type"] == "snapshot" and snapshot["session"]["status"] == "idle"
+    assert client.recv()["type"] == "ack"
+    client.send({"type": "send_prompt", "sessionId": sid, "content": "hello"})
+    prompt = agent.recv_until(lambda f: f["type"] == "user_message")[0]
+    assert prompt["content"] == "hello"
+    agent.send({"type": "status_update", "status": "running"})
+    agent.send({"type": "stream", "messageId": "m1", "tokens": ["hel", "lo"]})
+    agent.send({"type": "result", "result": "hello", "costUsd": 0.01})
+    result, before = client.recv_until(lambda f: f["type"] == "result")
+    seqs = [f["seq"] for f in [*before, result] if "seq" in f]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert any(f["type"] == "stream" and f["tokens"] == ["hel", "lo"] for f in before)
+    assert result["costUsd"] == 0.01
+
+
+def test_a_malformed_agent_frame_gets_an_error_and_the_connection_and_session_survive(running):
+    sid, agent = create_ready(running)
+    agent.send_raw("{not json")
+    error = agent.recv_until(lambda f: f["type"] == "protocol_error")[0]
+    assert "not valid JSON" in error["message"]
+    agent.send({"type": "stream", "messageId": 5})
+    error = agent.recv_until(lambda f: f["type"] == "protocol_error")[0]
+    assert "messageId" in error["message"] or "tokens" in error["message"]
+    agent.send({"type": "setup_progress", "message": "still here"})
+    wait_until(
+        lambda: (
+            "still here"
+            in [m["content"] for m in call(running, "GET", f"/api/sessions/{sid}")[1]["messages"]]
+        ),
+        what="the next frame to be applied",
+    )
+
+
+def test_a_malformed_client_frame_gets_an_error_naming_the_problem(running):
+    client = client_for(running)
+    client.send({"type": "teleport", "sessionId": "x"})
+    error = client.recv()
+    assert error["type"] == "protocol_error" and "teleport" in error["message"]
+    client.send({"type": "send_prompt", "sessionId": "nope", "content": "hi", "requestId": "q"})
+    error = client.recv()
+    assert error["type"] == "protocol_error" and error["requestId"] == "q" and "nope" in error["message"]
+
+
+def test_a_client_that_resubscribes_since_n_gets_exactly_what_it_missed(running):
+    sid, agent = create_ready(running)
+    client = client_for(running)
+    client.send({"type": "subscribe", "sessionId": sid})
+    last_seen = client.recv()["seq"]
+    client.close()
+    for i in range(3):
+        agent.send({"type": "stream", "messageId": "m", "tokens": [str(i)]})
+    wait_until(lambda: running.berth.get_session(sid).seq >= last_seen + 3, what="events")
+    again = client_for(running)
+    again.send({"type": "subscribe", "sessionId": sid, "since": last_seen})
+    frames = [again.recv() for _ in range(3)]
+    assert [f["tokens"] for f in frames] == [["0"], ["1"], ["2"]]
+    assert [f["seq"] for f in frames] == [last_seen + 1, last_seen + 2, last_seen + 3]
+    assert again.recv()["type"] == "ack"
+
+
+def test_a_client_that_falls_too_far_behind_is_disconnected_with_a_reason(running):
+    sid, agent = create_ready(running)
+    slow = client_for(running)
+    slow.send({"type": "subscribe", "sessionId": sid})
+    big = ["x" * 1000] * 50
+    for _ in range(400):  # the client reads nothing meanwhile
+        agent.send({"type": "stream", "messageId": "m", "tokens": big})
+
+    code, reason = slow.wait_closed(timeout=30)
+    assert code == 4008 and "resubscribe" in reason
+    assert running.berth.get_session(sid).info.status == "idle"
+
+
+def test_a_second_agent_connection_replaces_the_first_with_close_code_4003(running):
+    sid, first = create_ready(running)
+    second = agent_for(running, sid)
+    assert first.wait_closed() == (4003, "replaced by a newer connection")
+    call(running, "POST", f"/api/sessions/{sid}/message", {"content": "to the second"})
+    assert second.recv_until(lambda f: f["type"] == "user_message")[0]["content"] == "to the second"
+    assert running.berth.get_session(sid).info.status == "idle"

@@ -1,0 +1,81 @@
+"""The agent WebSocket: ``/agent/<session id>``, authenticated at the upgrade.
+
+A wrong or missing session token is refused with 401 before any session state
+is touched. Each accepted connection becomes an ``AgentLink`` for the session
+actor; its frames are validated and told to the actor, a malformed frame is
+answered with a ``protocol_error`` and the connection stays up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pykka
+
+from actors.api import Berth, BerthError
+from actors.messages import AgentAttached, AgentDetached, FromAgent
+from transport.auth import bearer, matches
+from transport.connection import Connection
+from transport.http import error_response
+from transport.protocol import FrameError, ProtocolError, ServerToAgent, decode_agent_frame
+from transport.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+class AgentConnection:
+    """What a SessionActor holds of its agent: sends never block it."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @property
+    def link_id(self) -> str:
+        return self._connection.id
+
+    def send(self, frame: ServerToAgent) -> None:
+        if not self._connection.send(frame):
+            self._connection.close(4008, "agent fell too far behind")
+
+    def close(self, code: int, reason: str) -> None:
+        self._connection.close(code, reason)
+
+
+def serve_agent(
+    environ: dict[str, Any], berth: Berth, session_id: str, settings: ServerSettings, registry: Any
+) -> Any:
+    token = bearer(environ.get("HTTP_AUTHORIZATION"))
+    try:
+        entry = berth.lookup(session_id)
+    except BerthError:
+        return error_response(404, f"no session with id {session_id!r}")
+    if not matches(token, entry.agent_token):
+        return error_response(401, "wrong or missing session token")
+    if entry.ref is None:
+        return error_response(410, f"session {session_id} has ended")
+    ref = entry.ref
+    connection = Connection(
+        environ, "agent", settings.agent_outbox_limit, settings.max_message_size, settings.ping_interval
+    )
+    registry.add(connection)
+    link = AgentConnection(connection)
+    try:
+        ref.tell(AgentAttached(link))
+        for data in connection.frames():
+            try:
+                frame = decode_agent_frame(data)
+            except FrameError as exc:
+                connection.send(ProtocolError(message=str(exc), session_id=session_id))
+                continue
+            ref.tell(FromAgent(link.link_id, frame))
+    except pykka.ActorDeadError:
+        connection.close(4004, "session is over")
+    finally:
+        try:
+            ref.tell(AgentDetached(link.link_id, connection.close_reason))
+        except pykka.ActorDeadError:
+            pass
+        connection.finish()
+        registry.discard(connection)
+    return None

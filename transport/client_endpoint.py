@@ -1,0 +1,88 @@
+"""The client WebSocket: ``/ws``, subscribe to sessions and drive them.
+
+On subscribe a client first gets a ``snapshot`` (or, resubscribing "since N",
+exactly the events it missed), then live events, each with its session's
+sequence number. Commands are answered with ``ack`` or ``protocol_error``
+(echoing ``requestId``). A client that falls more than the outbox limit behind
+is disconnected with close code 4008 and a reason; resubscribing catches it up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from actors.api import Berth, BerthError
+from transport import protocol as p
+from transport.connection import Connection
+
+log = logging.getLogger(__name__)
+
+SLOW_CLIENT = 4008
+
+
+class ClientSession:
+    def __init__(self, connection: Connection, berth: Berth) -> None:
+        self._connection = connection
+        self._berth = berth
+        self._subscriptions: dict[str, Callable[[], None]] = {}
+
+    def run(self) -> None:
+        try:
+            for data in self._connection.frames():
+                self._handle(data)
+        finally:
+            for detach in self._subscriptions.values():
+                detach()
+            self._subscriptions.clear()
+
+    def _handle(self, data: str | bytes) -> None:
+        try:
+            frame = p.decode_client_frame(data)
+        except p.FrameError as exc:
+            self._connection.send(p.ProtocolError(message=str(exc)))
+            return
+        try:
+            self._dispatch(frame)
+        except BerthError as exc:
+            self._connection.send(
+                p.ProtocolError(message=str(exc), session_id=frame.session_id, request_id=frame.request_id)
+            )
+            return
+        self._connection.send(p.Ack(request_id=frame.request_id, session_id=frame.session_id))
+
+    def _dispatch(self, frame: p.ClientToServer) -> None:
+        berth, sid = self._berth, frame.session_id
+        match frame:
+            case p.ClientSubscribe(since=since):
+                self._unsubscribe(sid)
+                self._subscriptions[sid] = berth.attach_sink(sid, self._sink, since)
+            case p.ClientUnsubscribe():
+                self._unsubscribe(sid)
+            case p.SendPrompt(content=content):
+                berth.send_message(sid, content)
+            case p.ApproveTool(approval_id=approval_id, allow=allow, message=message):
+                berth.answer_approval(sid, approval_id, allow, message)
+            case p.AnswerQuestionFrame(question_id=question_id, answers=answers):
+                berth.answer_question(sid, question_id, answers)
+            case p.InterruptSession():
+                berth.interrupt(sid)
+            case p.UpdateSessionSettings(name=name, permission_mode=mode):
+                berth.update_settings(sid, name=name, permission_mode=mode)
+            case p.SetSessionModel(model=model):
+                berth.set_model(sid, model)
+            case p.GetSessionModels():
+                berth.request_models(sid)
+
+    def _unsubscribe(self, sid: str) -> None:
+        detach = self._subscriptions.pop(sid, None)
+        if detach is not None:
+            detach()
+
+    def _sink(self, event: Any) -> None:
+        """Runs on a session's actor thread: enqueue and return."""
+        if not self._connection.send(event):
+            self._connection.close(
+                SLOW_CLIENT, "client fell too far behind; reconnect and resubscribe to catch up"
+            )
