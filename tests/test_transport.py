@@ -88,6 +88,10 @@ def test_rest_requires_the_api_token_and_answers_errors_as_json(running):
 def test_an_agent_with_a_wrong_token_is_refused_before_any_session_state_is_touched(running):
     _, body = call(running, "POST", "/api/sessions", {"name": "t"})
     sid = body["session"]["id"]
+    wait_until(
+        lambda: "started" in call(running, "GET", f"/api/sessions/{sid}")[1]["messages"][-1]["content"],
+        what="the container start to be recorded",
+    )
     before = call(running, "GET", f"/api/sessions/{sid}")[1]
     with pytest.raises(websocket.WebSocketBadStatusException) as err:
         agent_for(running, sid, token="not-the-token")
