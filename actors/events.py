@@ -10,12 +10,14 @@ import logging
 import threading
 
 from actors.messages import EventSink
-from transport.protocol import SessionEvent, Snapshot
+from transport.protocol import AuthAlert, SessionEvent, Snapshot
 
 log = logging.getLogger(__name__)
 
 
 class EventBus:
+    """Session events, and ``AuthAlert``s about the OAuth token."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sinks: tuple[EventSink, ...] = ()
@@ -28,7 +30,7 @@ class EventBus:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
 
-    def publish(self, event: SessionEvent | Snapshot) -> None:
+    def publish(self, event: SessionEvent | Snapshot | AuthAlert) -> None:
         for sink in self._sinks:
             try:
                 sink(event)

@@ -32,7 +32,7 @@ else:
     ActorRef = pykka.ActorRef
 
 #: Receives a session's events; it must not block (it runs on the actor thread).
-EventSink = Callable[[SessionEvent | Snapshot], None]
+EventSink = Callable[[Any], None]
 
 
 class AgentLink(Protocol):

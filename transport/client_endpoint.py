@@ -29,13 +29,20 @@ class ClientSession:
         self._subscriptions: dict[str, Callable[[], None]] = {}
 
     def run(self) -> None:
+        self._berth.bus.subscribe(self._alerts)
         try:
             for data in self._connection.frames():
                 self._handle(data)
         finally:
+            self._berth.bus.unsubscribe(self._alerts)
             for detach in self._subscriptions.values():
                 detach()
             self._subscriptions.clear()
+
+    def _alerts(self, event: Any) -> None:
+        """Every client hears about the OAuth token (e.g. "re-authenticate")."""
+        if isinstance(event, p.AuthAlert):
+            self._connection.send(event)
 
     def _handle(self, data: str | bytes) -> None:
         try:

@@ -84,7 +84,7 @@ class BerthServer:
 
     def start(self, berth: Berth) -> None:
         self._berth = berth
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="berth-http", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="berth-http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""The thread-based Berth server as a plain script (the same as ``berth serve``).
+
+    python3 scripts/serve.py --port 8765 --image berth-session:latest
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from transport.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    serve_at = next((i for i, a in enumerate(args) if a in ("--host", "--port")), len(args))
+    sys.exit(main([*args[:serve_at], "serve", *args[serve_at:]]))
