@@ -2,6 +2,7 @@
 
     from actors.api import Berth
     from actors.config import BerthConfig
+from actors.directory import Directory
 
     with Berth.start(BerthConfig(image="berth-session:latest")) as berth:
         sid = berth.create_session(name="fix the flaky test")
@@ -30,6 +31,7 @@ import pykka
 from actors import messages as m
 from actors.clock import Clock
 from actors.config import BerthConfig
+from actors.directory import Directory
 from actors.events import EventBus
 from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
@@ -92,8 +94,11 @@ class Subscription:
 
 
 class Berth:
-    def __init__(self, supervisor: pykka.ActorRef[Any], timers: TimerService, bus: EventBus) -> None:
+    def __init__(
+        self, supervisor: pykka.ActorRef[Any], timers: TimerService, bus: EventBus, directory: Directory
+    ) -> None:
         self._supervisor = supervisor
+        self._directory = directory
         self.timers = timers
         self.bus = bus
         #: Timers still armed when the tree stopped (0 unless something leaked).
@@ -117,8 +122,9 @@ class Berth:
             runtime = DockerRuntime()
         timers = TimerService(clock)
         bus = EventBus()
-        supervisor = SupervisorActor.start(config, timers, runtime, bus, refresher, environ)
-        return cls(supervisor, timers, bus)
+        directory = Directory()
+        supervisor = SupervisorActor.start(config, timers, runtime, bus, directory, refresher, environ)
+        return cls(supervisor, timers, bus, directory)
 
     # ------------------------------------------------------------ sessions
 
@@ -130,7 +136,10 @@ class Berth:
         return result
 
     def lookup(self, session_id: str) -> m.SessionEntry:
-        entry: m.SessionEntry = self._ask(self._supervisor, m.LookupSession(session_id))
+        """The session's actor (or final view) from the supervisor's published directory."""
+        entry = self._directory.get(session_id)
+        if entry is None:
+            raise BerthError(f"no session with id {session_id!r}", 404)
         return entry
 
     def get_session(self, session_id: str) -> m.SessionView:

@@ -25,6 +25,7 @@ import pykka
 
 from actors.config import BerthConfig
 from actors.container import ContainerActor
+from actors.directory import Directory
 from actors.events import EventBus
 from actors.messages import (
     CreateSession,
@@ -78,6 +79,7 @@ class SupervisorActor(pykka.ThreadingActor):
         timers: TimerService,
         runtime: ContainerRuntime,
         bus: EventBus,
+        directory: Directory,
         refresher: Refresher | None = None,
         environ: dict[str, str] | None = None,
     ) -> None:
@@ -86,6 +88,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._timer_service = timers
         self._runtime = runtime
         self._bus = bus
+        self._directory = directory
         self._refresher = refresher
         self._environ = environ
         self._sessions: dict[str, _Entry] = {}
@@ -113,6 +116,17 @@ class SupervisorActor(pykka.ThreadingActor):
         self._token.stop(block=True, timeout=30)
 
     def on_receive(self, message: Any) -> Any:
+        result = self._dispatch(message)
+        if isinstance(message, _CHANGES_WHO_EXISTS):
+            self._publish_directory()
+        return result
+
+    def _publish_directory(self) -> None:
+        self._directory.publish(
+            {sid: SessionEntry(sid, e.ref, e.agent_token, e.final_view) for sid, e in self._sessions.items()}
+        )
+
+    def _dispatch(self, message: Any) -> Any:
         match message:
             case CreateSession(spec=spec):
                 return self._create(spec)
@@ -204,6 +218,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._timers.start(
             f"evict:{crash.session_id}", self._config.eviction_ttl, _EvictTombstone(crash.session_id)
         )
+
+
+_CHANGES_WHO_EXISTS = (CreateSession, DeleteSession, SessionEvicted, SessionCrashed, TimerFired)
 
 
 def _invalid(spec: SessionSpec) -> str | None:
