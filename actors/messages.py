@@ -21,9 +21,7 @@ from transport.protocol import (
     PendingApproval,
     PendingQuestion,
     ServerToAgent,
-    SessionEvent,
     SessionInfo,
-    Snapshot,
 )
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Any
 
 from actors.api import Berth, Subscription
 from actors.config import BerthConfig
-from actors.runtime import EngineUnavailable, LABEL_INSTANCE
+from actors.runtime import LABEL_INSTANCE, EngineUnavailable
 from transport import protocol as p
 from transport.serve import start_server
 from transport.settings import ServerSettings
