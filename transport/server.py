@@ -84,7 +84,9 @@ class BerthServer:
 
     def start(self, berth: Berth) -> None:
         self._berth = berth
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="berth-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="berth-http", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -115,7 +117,9 @@ class BerthServer:
         except HTTPException as exc:
             return error_response(exc.code or 404, exc.description or "not found")
         if endpoint == "agent_ws":
-            refused: Response | None = serve_agent(environ, berth, args["sid"], self.settings, self.connections)
+            refused: Response | None = serve_agent(
+                environ, berth, args["sid"], self.settings, self.connections
+            )
             return refused
         if endpoint != "health" and not self._authorised(request):
             return error_response(401, "missing or wrong API token (Authorization: Bearer <token>)")
