@@ -33,6 +33,7 @@ from actors.messages import (
     ReapOrphans,
     RemoveContainer,
     StartContainer,
+    TransferContainer,
 )
 from actors.runtime import (
     LABEL_APP,
@@ -87,6 +88,11 @@ class ContainerActor(pykka.ThreadingActor):
         self._owners: dict[str, ActorRef] = {}
         self._starting: set[str] = set()
         self._remove_when_started: set[str] = set()
+        self._secret_dirs: dict[str, Path] = {}
+        #: Containers a worker created whose _StartDone is not handled yet;
+        #: the only state shared with workers, so that stop can remove them.
+        self._unannounced: dict[str, str] = {}
+        self._unannounced_lock = threading.Lock()
         self._watch: Closeable | None = None
         self._stopping = threading.Event()
         self._labels = {LABEL_APP: "berth", LABEL_INSTANCE: config.instance_id}
@@ -97,13 +103,21 @@ class ContainerActor(pykka.ThreadingActor):
         self._watch = self._runtime.watch_exits(self._labels, self._exit_seen)
 
     def on_stop(self) -> None:
-        self._stopping.set()
+        with self._unannounced_lock:
+            self._stopping.set()
         if self._watch is not None:
             self._watch.close()
-        pending = [self._pool.submit(self._remove_job, sid, cid) for sid, cid in self._containers.items()]
+        pending = [
+            self._pool.submit(self._remove_job, sid, cid, self._secret_dirs.pop(sid, None))
+            for sid, cid in self._containers.items()
+        ]
         wait(pending, timeout=60)
         self._containers.clear()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        with self._unannounced_lock:
+            late, self._unannounced = dict(self._unannounced), {}
+        for sid, container_id in late.items():
+            self._remove_job(sid, container_id, self._secrets_dir(sid))
 
     def on_failure(self, *_: Any) -> None:
         self.on_stop()
@@ -125,6 +139,8 @@ class ContainerActor(pykka.ThreadingActor):
                 self._start_done(message)
             case RemoveContainer(session_id=sid):
                 self._remove(sid)
+            case TransferContainer():
+                self._transfer(message)
             case _ExitSeen():
                 self._exited(message)
             case ReapOrphans(keep=keep):
@@ -147,6 +163,7 @@ class ContainerActor(pykka.ThreadingActor):
         except OSError as exc:
             self._tell(sid, ContainerStartFailed(sid, f"could not write the secrets directory: {exc}"))
             return
+        self._secret_dirs[sid] = secrets_dir
         env = {
             "BERTH_SESSION_ID": sid,
             "BERTH_SERVER_URL": self._config.server_url,
@@ -174,9 +191,11 @@ class ContainerActor(pykka.ThreadingActor):
     def _start_done(self, msg: _StartDone) -> None:
         sid = msg.session_id
         self._starting.discard(sid)
+        with self._unannounced_lock:
+            self._unannounced.pop(sid, None)
         if msg.container_id is None:
             self._remove_when_started.discard(sid)
-            self._pool.submit(self._remove_secrets, sid)
+            self._pool.submit(_remove_dir, self._secret_dirs.pop(sid, None))
             self._tell(sid, ContainerStartFailed(sid, msg.error or "unknown error"))
             return
         self._containers[sid] = msg.container_id
@@ -193,26 +212,47 @@ class ContainerActor(pykka.ThreadingActor):
             self._remove_when_started.add(sid)
             return
         container_id = self._containers.pop(sid, None)
+        secrets_dir = self._secret_dirs.pop(sid, None)
         if container_id is None:
-            self._pool.submit(self._remove_secrets, sid)
+            self._pool.submit(_remove_dir, secrets_dir)
         else:
-            self._pool.submit(self._remove_job, sid, container_id)
+            self._pool.submit(self._remove_job, sid, container_id, secrets_dir)
+
+    def _transfer(self, msg: TransferContainer) -> None:
+        """A pooled container becomes a session's: same container, new owner."""
+        container_id = self._containers.pop(msg.from_key, None)
+        self._owners.pop(msg.from_key, None)
+        if container_id is None:
+            try:
+                msg.owner.tell(ContainerStartFailed(msg.to_key, "the pooled container is gone"))
+            except pykka.ActorDeadError:
+                pass
+            return
+        self._containers[msg.to_key] = container_id
+        self._owners[msg.to_key] = msg.owner
+        if msg.from_key in self._secret_dirs:
+            self._secret_dirs[msg.to_key] = self._secret_dirs.pop(msg.from_key)
+        self._tell(msg.to_key, ContainerStarted(msg.to_key, container_id))
 
     def _exited(self, msg: _ExitSeen) -> None:
-        if self._containers.get(msg.session_id) == msg.container_id:
-            self._tell(msg.session_id, ContainerExited(msg.session_id, msg.container_id, msg.exit_code))
+        for key, container_id in self._containers.items():
+            if container_id == msg.container_id:
+                self._tell(key, ContainerExited(key, container_id, msg.exit_code))
+                return
 
     def _reap(self, msg: _OrphansFound) -> None:
         live = msg.keep | self._starting | set(self._containers)
+        live_ids = set(self._containers.values())
         for record in msg.records:
             sid = record.labels.get(LABEL_SESSION, "")
-            if sid not in live:
+            if sid not in live and record.id not in live_ids:
                 log.info("removing orphaned container %s", record.name)
-                self._pool.submit(self._remove_job, sid, record.id)
+                self._pool.submit(self._remove_job, sid, record.id, None)
         root = self._config.secrets_root
+        in_use = live | {path.name for path in self._secret_dirs.values()}
         if root.is_dir():
             for entry in root.iterdir():
-                if entry.name not in live:
+                if entry.name not in in_use:
                     shutil.rmtree(entry, ignore_errors=True)
 
     def _tell(self, sid: str, message: Any) -> bool:
@@ -234,17 +274,24 @@ class ContainerActor(pykka.ThreadingActor):
             error = None
         except Exception as exc:
             container_id, error = None, _describe(exc)
-        if container_id is not None and self._stopping.is_set():
-            self._remove_job(sid, container_id)
-            return
+        if container_id is not None:
+            with self._unannounced_lock:
+                if self._stopping.is_set():
+                    stop_now = True
+                else:
+                    stop_now = False
+                    self._unannounced[sid] = container_id
+            if stop_now:
+                self._remove_job(sid, container_id, self._secrets_dir(sid))
+                return
         self._tell_self(_StartDone(sid, container_id, error))
 
-    def _remove_job(self, sid: str, container_id: str) -> None:
+    def _remove_job(self, sid: str, container_id: str, secrets_dir: Path | None) -> None:
         try:
             self._runtime.remove(container_id, self._config.container_stop_timeout)
         except Exception as exc:
             log.warning("could not remove container of session %s: %s", sid, _describe(exc))
-        self._remove_secrets(sid)
+        _remove_dir(secrets_dir)
 
     def _list_job(self, keep: frozenset[str]) -> None:
         try:
@@ -280,8 +327,11 @@ class ContainerActor(pykka.ThreadingActor):
         _chown(directory, uid, gid)
         return directory
 
-    def _remove_secrets(self, sid: str) -> None:
-        shutil.rmtree(self._secrets_dir(sid), ignore_errors=True)
+
+
+def _remove_dir(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _parse_user(user: str | None) -> tuple[int, int] | tuple[None, None]:

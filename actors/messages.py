@@ -325,6 +325,15 @@ class ContainerExited:
 
 
 @dataclass(frozen=True)
+class TransferContainer:
+    """Hand the container tracked as ``from_key`` (a pool slot) to session ``to_key``."""
+
+    from_key: str
+    to_key: str
+    owner: ActorRef
+
+
+@dataclass(frozen=True)
 class RemoveContainer:
     session_id: str
 

@@ -252,6 +252,27 @@ class TokenUpdate(_Frame, tag="token_update", frozen=True):
         return "TokenUpdate(token=<redacted>)"
 
 
+class Assign(_Frame, tag="assign", frozen=True):
+    """Hands a pooled (pre-started) agent its session; carries secrets, never log it.
+
+    The agent then reconnects as that session's agent (``/agent/<sessionId>``
+    with ``sessionToken``) and says ``ready``.
+    """
+
+    session_id: str
+    session_token: str
+    oauth_token: str | None = None
+    github_token: str | None = None
+    repo_url: str | None = None
+    branch: str | None = None
+    permission_mode: str = "normal"
+    model: str | None = None
+    runner: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Assign(session_id={self.session_id!r}, <secrets redacted>)"
+
+
 class Shutdown(_Frame, tag="shutdown", frozen=True):
     """The session is over: the agent closes its runner and exits."""
 
@@ -268,6 +289,7 @@ ServerToAgent = (
     | GetModels
     | TokenUpdate
     | Shutdown
+    | Assign
     | ProtocolError
 )
 
