@@ -95,10 +95,17 @@ class Subscription:
 
 class Berth:
     def __init__(
-        self, supervisor: pykka.ActorRef[Any], timers: TimerService, bus: EventBus, directory: Directory
+        self,
+        supervisor: pykka.ActorRef[Any],
+        timers: TimerService,
+        bus: EventBus,
+        directory: Directory,
+        pool_directory: Directory,
     ) -> None:
         self._supervisor = supervisor
         self._directory = directory
+        #: Pool slots waiting for a session (the agent endpoint authenticates them here).
+        self.pool_directory = pool_directory
         self.timers = timers
         self.bus = bus
         #: Timers still armed when the tree stopped (0 unless something leaked).
@@ -122,9 +129,11 @@ class Berth:
             runtime = DockerRuntime()
         timers = TimerService(clock)
         bus = EventBus()
-        directory = Directory()
-        supervisor = SupervisorActor.start(config, timers, runtime, bus, directory, refresher, environ)
-        return cls(supervisor, timers, bus, directory)
+        directory, pool_directory = Directory(), Directory()
+        supervisor = SupervisorActor.start(
+            config, timers, runtime, bus, directory, pool_directory, refresher, environ
+        )
+        return cls(supervisor, timers, bus, directory, pool_directory)
 
     # ------------------------------------------------------------ sessions
 
@@ -184,9 +193,27 @@ class Berth:
     def request_models(self, session_id: str) -> None:
         self._command(session_id, m.RequestModels())
 
+    def pool_status(self) -> dict[str, int]:
+        """Counts of the warm pool's slots: ``slots``, ``ready``, ``claimed``, ``replaced``…"""
+        pool = self._children()["pool"]
+        if pool is None:
+            return {
+                "slots": 0,
+                "ready": 0,
+                "claimed": 0,
+                "replaced": 0,
+                "failed_starts": 0,
+                "empty_claims": 0,
+            }
+        status: dict[str, int] = self._ask(pool, m.PoolStatus())
+        return status
+
+    def _children(self) -> dict[str, Any]:
+        children: dict[str, Any] = self._ask(self._supervisor, m.GetChildren())
+        return children
+
     def token_status(self) -> m.TokenStatus:
-        token_ref = pykka.ActorRegistry.get_by_class_name("TokenActor")
-        status: m.TokenStatus = self._ask(token_ref[0], m.GetTokenStatus())
+        status: m.TokenStatus = self._ask(self._children()["token"], m.GetTokenStatus())
         return status
 
     # ------------------------------------------------------------ events

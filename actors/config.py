@@ -42,6 +42,10 @@ class BerthConfig:
     agent_runner: str = "builtin"
     #: A container whose agent cannot reach the server this long exits.
     agent_orphan_timeout: float = 600.0
+    #: Pre-started containers waiting for a session (0 = no pool).
+    warm_pool_size: int = 0
+    #: Wait before starting a pooled container again after a failed start.
+    pool_retry_delay: float = 5.0
     #: Overrides the image's command (tests run a plain ``sleep``).
     container_command: tuple[str, ...] | None = None
     #: Extra, non-secret environment for session containers.

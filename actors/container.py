@@ -328,7 +328,6 @@ class ContainerActor(pykka.ThreadingActor):
         return directory
 
 
-
 def _remove_dir(path: Path | None) -> None:
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)

@@ -25,5 +25,8 @@ class Directory:
     def get(self, session_id: str) -> SessionEntry | None:
         return self._entries.get(session_id)
 
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -17,6 +17,7 @@ import pykka
 from actors.secret import Secret
 from transport.protocol import (
     AgentToServer,
+    Assign,
     ChatMessage,
     PendingApproval,
     PendingQuestion,
@@ -99,6 +100,11 @@ class TerminateSession:
 @dataclass(frozen=True)
 class DeleteSession:
     session_id: str
+
+
+@dataclass(frozen=True)
+class GetChildren:
+    """Ask: the refs of the TokenActor, ContainerActor and PoolActor (or None)."""
 
 
 @dataclass(frozen=True)
@@ -346,3 +352,37 @@ class ReapOrphans:
 @dataclass(frozen=True)
 class ListContainers:
     """Ask: ids of the containers the actor tracks, by session."""
+
+
+# ---------------------------------------------------------------- warm pool
+
+
+@dataclass(frozen=True)
+class ClaimContainer:
+    """A session asks the pool for a running container; answered by the
+    ContainerActor's ``ContainerStarted`` (after the transfer) or ``PoolEmpty``."""
+
+    session_id: str
+    reply_to: ActorRef
+    assignment: Assign
+
+
+@dataclass(frozen=True)
+class PoolEmpty:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class PoolAgentAttached:
+    slot: str
+    link: AgentLink
+
+
+@dataclass(frozen=True)
+class SessionsCounted:
+    live: int
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """Ask: counts of the pool's slots and what happened to them."""

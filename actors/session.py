@@ -37,6 +37,7 @@ from actors.messages import (
     AnswerQuestion,
     ChangeModel,
     ChangeSettings,
+    ClaimContainer,
     ContainerExited,
     ContainerStarted,
     ContainerStartFailed,
@@ -46,6 +47,7 @@ from actors.messages import (
     FromAgent,
     GetView,
     InterruptTurn,
+    PoolEmpty,
     ReconnectGraceExpired,
     RemoveContainer,
     RequestModels,
@@ -88,6 +90,7 @@ class SessionDeps:
     token: ActorRef
     container: ActorRef
     bus: EventBus
+    pool: ActorRef | None = None
 
 
 class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
@@ -194,6 +197,9 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
                 pass
             case RetryToken():
                 self._ask_for_token()
+            case PoolEmpty():
+                if not self._final:
+                    self._start_cold()
             case ContainerStarted(container_id=cid):
                 self._container_started(cid)
             case ContainerStartFailed(reason=reason):
@@ -234,6 +240,25 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
 
     def _start_container(self) -> None:
         self._container_requested = True
+        if self._deps.pool is not None:
+            self._deps.pool.tell(ClaimContainer(self.session_id, self.actor_ref, self._assignment()))
+            return
+        self._start_cold()
+
+    def _assignment(self) -> p.Assign:
+        spec = self._spec
+        return p.Assign(
+            session_id=self.session_id,
+            session_token=self._agent_token.reveal(),
+            oauth_token=self._token.reveal() if self._token else None,
+            repo_url=spec.repo_url,
+            branch=spec.branch,
+            permission_mode=self._info.permission_mode,
+            model=spec.model,
+            runner=spec.runner,
+        )
+
+    def _start_cold(self) -> None:
         secrets = {"session-token": self._agent_token}
         if self._token is not None:
             secrets["oauth-token"] = self._token

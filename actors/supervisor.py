@@ -31,6 +31,7 @@ from actors.messages import (
     CreateSession,
     Delete,
     DeleteSession,
+    GetChildren,
     ListSessions,
     LookupSession,
     ReapOrphans,
@@ -39,6 +40,7 @@ from actors.messages import (
     SessionCrashed,
     SessionEntry,
     SessionEvicted,
+    SessionsCounted,
     SessionSpec,
     SessionView,
     ShutdownTree,
@@ -46,6 +48,7 @@ from actors.messages import (
     TerminateSession,
 )
 from actors.outcome import Rejected
+from actors.pool import PoolActor
 from actors.runtime import ContainerRuntime
 from actors.secret import Secret
 from actors.session import SessionActor, SessionDeps
@@ -80,6 +83,7 @@ class SupervisorActor(pykka.ThreadingActor):
         runtime: ContainerRuntime,
         bus: EventBus,
         directory: Directory,
+        pool_directory: Directory,
         refresher: Refresher | None = None,
         environ: dict[str, str] | None = None,
     ) -> None:
@@ -89,6 +93,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._runtime = runtime
         self._bus = bus
         self._directory = directory
+        self._pool_directory = pool_directory
+        self._pool: Any | None = None
+        self._live_count = 0
         self._refresher = refresher
         self._environ = environ
         self._sessions: dict[str, _Entry] = {}
@@ -98,6 +105,10 @@ class SupervisorActor(pykka.ThreadingActor):
         self._token = TokenActor.start(self._config, self._refresher, self._environ)
         self._container = ContainerActor.start(self._config, self._runtime)
         self._container.tell(ReapOrphans(keep=frozenset()))
+        if self._config.warm_pool_size > 0:
+            self._pool = PoolActor.start(
+                self._config, self._timer_service, self._container, self._pool_directory
+            )
         self._deps = SessionDeps(
             config=self._config,
             timers=self._timer_service,
@@ -105,6 +116,7 @@ class SupervisorActor(pykka.ThreadingActor):
             token=self._token,
             container=self._container,
             bus=self._bus,
+            pool=self._pool,
         )
 
     def on_stop(self) -> None:
@@ -112,6 +124,8 @@ class SupervisorActor(pykka.ThreadingActor):
         for entry in self._sessions.values():
             if entry.ref is not None:
                 entry.ref.stop(block=True, timeout=30)
+        if self._pool is not None:
+            self._pool.stop(block=True, timeout=30)
         self._container.stop(block=True, timeout=120)
         self._token.stop(block=True, timeout=30)
 
@@ -119,6 +133,11 @@ class SupervisorActor(pykka.ThreadingActor):
         result = self._dispatch(message)
         if isinstance(message, _CHANGES_WHO_EXISTS):
             self._publish_directory()
+        if self._pool is not None:
+            live = sum(1 for e in self._sessions.values() if not e.info.status.is_final)
+            if live != self._live_count:
+                self._live_count = live
+                self._pool.tell(SessionsCounted(live))
         return result
 
     def _publish_directory(self) -> None:
@@ -149,6 +168,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 fired = self._timers.accept(message)
                 if isinstance(fired, _EvictTombstone):
                     self._sessions.pop(fired.session_id, None)
+            case GetChildren():
+                return {"token": self._token, "container": self._container, "pool": self._pool}
             case ShutdownTree():
                 for sid in list(self._sessions):
                     self._tell_session(sid, Terminate("Berth is shutting down"))

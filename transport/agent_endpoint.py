@@ -9,12 +9,13 @@ answered with a ``protocol_error`` and the connection stays up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pykka
 
 from actors.api import Berth, BerthError
-from actors.messages import AgentAttached, AgentDetached, FromAgent
+from actors.messages import AgentAttached, AgentDetached, FromAgent, PoolAgentAttached, SessionEntry
 from transport.auth import bearer, matches
 from transport.connection import Connection
 from transport.http import error_response
@@ -45,15 +46,34 @@ class AgentConnection:
 def serve_agent(
     environ: dict[str, Any], berth: Berth, session_id: str, settings: ServerSettings, registry: Any
 ) -> Any:
-    token = bearer(environ.get("HTTP_AUTHORIZATION"))
     try:
         entry = berth.lookup(session_id)
     except BerthError:
         return error_response(404, f"no session with id {session_id!r}")
-    if not matches(token, entry.agent_token):
+    return _serve(environ, entry, AgentAttached, settings, registry)
+
+
+def serve_pooled_agent(
+    environ: dict[str, Any], berth: Berth, slot: str, settings: ServerSettings, registry: Any
+) -> Any:
+    """A pre-started agent waiting in the warm pool for its ``assign`` frame."""
+    entry = berth.pool_directory.get(slot)
+    if entry is None:
+        return error_response(404, f"no pool slot {slot!r}")
+    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), settings, registry)
+
+
+def _serve(
+    environ: dict[str, Any],
+    entry: SessionEntry,
+    attached: Callable[[AgentConnection], Any],
+    settings: ServerSettings,
+    registry: Any,
+) -> Any:
+    if not matches(bearer(environ.get("HTTP_AUTHORIZATION")), entry.agent_token):
         return error_response(401, "wrong or missing session token")
     if entry.ref is None:
-        return error_response(410, f"session {session_id} has ended")
+        return error_response(410, f"session {entry.session_id} has ended")
     ref = entry.ref
     connection = Connection(
         environ, "agent", settings.agent_outbox_limit, settings.max_message_size, settings.ping_interval
@@ -61,12 +81,12 @@ def serve_agent(
     registry.add(connection)
     link = AgentConnection(connection)
     try:
-        ref.tell(AgentAttached(link))
+        ref.tell(attached(link))
         for data in connection.frames():
             try:
                 frame = decode_agent_frame(data)
             except FrameError as exc:
-                connection.send(ProtocolError(message=str(exc), session_id=session_id))
+                connection.send(ProtocolError(message=str(exc), session_id=entry.session_id))
                 continue
             ref.tell(FromAgent(link.link_id, frame))
     except pykka.ActorDeadError:

@@ -78,6 +78,7 @@ ROUTES = Map(
         Rule("/api/sessions/<sid>/terminate", endpoint="terminate", methods=["POST"]),
         Rule("/ws", endpoint="client_ws", websocket=True),
         Rule("/agent/<sid>", endpoint="agent_ws", websocket=True),
+        Rule("/agent/pool/<sid>", endpoint="pool_agent_ws", websocket=True),
     ]
 )
 

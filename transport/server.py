@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from actors.api import Berth, BerthError
 from actors.secret import Secret
 from transport import rest
-from transport.agent_endpoint import serve_agent
+from transport.agent_endpoint import serve_agent, serve_pooled_agent
 from transport.auth import bearer, matches
 from transport.client_endpoint import ClientSession
 from transport.connection import Connection
@@ -116,6 +116,11 @@ class BerthServer:
             endpoint, args = rest.ROUTES.bind_to_environ(environ).match()
         except HTTPException as exc:
             return error_response(exc.code or 404, exc.description or "not found")
+        if endpoint == "pool_agent_ws":
+            pooled: Response | None = serve_pooled_agent(
+                environ, berth, args["sid"], self.settings, self.connections
+            )
+            return pooled
         if endpoint == "agent_ws":
             refused: Response | None = serve_agent(
                 environ, berth, args["sid"], self.settings, self.connections

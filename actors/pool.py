@@ -1,0 +1,216 @@
+"""The PoolActor: pre-started containers whose agents wait to be given a session.
+
+Docker's container start is most of a cold session's wait. The pool keeps up
+to ``warm_pool_size`` containers running, each with an agent connected on
+``/agent/pool/<slot>`` (authenticated by a per-slot pool token). A new
+session claims one: the pool sends the agent an ``assign`` frame with the
+session's id and secrets over that authenticated socket, hands the container
+to the session through the ContainerActor, and starts a replacement. A
+claimed container is never reused; a pooled container that dies is replaced;
+pooled containers plus live sessions never exceed the session limit.
+
+On stop its timers are cancelled and its unclaimed containers removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors.config import BerthConfig
+from actors.directory import Directory
+from actors.messages import (
+    ActorRef,
+    AgentDetached,
+    AgentLink,
+    ClaimContainer,
+    ContainerExited,
+    ContainerStarted,
+    ContainerStartFailed,
+    FromAgent,
+    PoolAgentAttached,
+    PoolEmpty,
+    PoolStatus,
+    RemoveContainer,
+    SessionEntry,
+    SessionsCounted,
+    StartContainer,
+    TransferContainer,
+)
+from actors.secret import Secret
+from actors.timers import ActorTimers, TimerFired, TimerService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    token: Secret
+    container_id: str | None = None
+    link: AgentLink | None = None
+
+    @property
+    def claimable(self) -> bool:
+        return self.container_id is not None and self.link is not None
+
+
+@dataclass(frozen=True)
+class _Refill:
+    pass
+
+
+@dataclass
+class _Stats:
+    claimed: int = 0
+    replaced: int = 0
+    failed_starts: int = 0
+    empty_claims: int = 0
+
+
+class PoolActor(pykka.ThreadingActor):
+    def __init__(self, config: BerthConfig, timers: TimerService, container: ActorRef, directory: Directory):
+        super().__init__()
+        self._config = config
+        self._timer_service = timers
+        self._container = container
+        self._directory = directory
+        self._slots: dict[str, _Slot] = {}
+        self._live_sessions = 0
+        self._stats = _Stats()
+
+    def on_start(self) -> None:
+        self._timers = ActorTimers(self._timer_service, self.actor_ref)
+        self._fill()
+
+    def on_stop(self) -> None:
+        self._timers.cancel_all()
+        for key, slot in self._slots.items():
+            if slot.link is not None:
+                slot.link.close(4004, "pool shutting down")
+            self._container.tell(RemoveContainer(key))
+        self._slots.clear()
+        self._publish()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ClaimContainer():
+                self._claim(message)
+            case PoolAgentAttached(slot=key, link=link):
+                self._attached(key, link)
+            case AgentDetached(link_id=link_id):
+                for slot in self._slots.values():
+                    if slot.link is not None and slot.link.link_id == link_id:
+                        slot.link = None
+            case FromAgent():
+                pass
+            case ContainerStarted(session_id=key, container_id=cid):
+                if key in self._slots:
+                    self._slots[key].container_id = cid
+            case ContainerStartFailed(session_id=key, reason=reason):
+                self._lost(key, f"start failed: {reason}", retry_later=True)
+            case ContainerExited(session_id=key, exit_code=code):
+                self._lost(key, f"exited with code {code}", retry_later=False)
+            case SessionsCounted(live=live):
+                self._live_sessions = live
+                self._fill()
+            case TimerFired():
+                if isinstance(self._timers.accept(message), _Refill):
+                    self._fill()
+            case PoolStatus():
+                return self._status()
+            case _:
+                raise TypeError(f"PoolActor cannot handle {message!r}")
+        return None
+
+    def _claim(self, claim: ClaimContainer) -> None:
+        key = next((k for k, slot in self._slots.items() if slot.claimable), None)
+        if key is None:
+            self._stats.empty_claims += 1
+            _tell(claim.reply_to, PoolEmpty(claim.session_id))
+            return
+        slot = self._slots.pop(key)
+        assert slot.link is not None
+        slot.link.send(claim.assignment)
+        self._container.tell(TransferContainer(key, claim.session_id, claim.reply_to))
+        self._stats.claimed += 1
+        self._publish()
+        self._fill()
+
+    def _attached(self, key: str, link: AgentLink) -> None:
+        slot = self._slots.get(key)
+        if slot is None:
+            link.close(4004, "no such pool slot")
+            return
+        if slot.link is not None:
+            slot.link.close(4003, "replaced by a newer connection")
+        slot.link = link
+
+    def _lost(self, key: str, why: str, retry_later: bool) -> None:
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return
+        log.warning("pooled container %s lost: %s; replacing it", key, why)
+        if slot.link is not None:
+            slot.link.close(4004, "pooled container lost")
+        self._container.tell(RemoveContainer(key))
+        self._publish()
+        if retry_later:
+            self._stats.failed_starts += 1
+            self._timers.start("refill", self._config.pool_retry_delay, _Refill())
+        else:
+            self._stats.replaced += 1
+            self._fill()
+
+    def _fill(self) -> None:
+        if "refill" in self._timers.armed():
+            return
+        want = self._config.warm_pool_size
+        limit = self._config.max_sessions
+        if limit:
+            want = min(want, max(0, limit - self._live_sessions))
+        for key in sorted(self._slots, key=lambda k: self._slots[k].claimable)[
+            : max(0, len(self._slots) - want)
+        ]:
+            self._retire(key)
+        while len(self._slots) < want:
+            key = f"pool-{uuid.uuid4().hex[:12]}"
+            slot = _Slot(token=Secret(secrets.token_urlsafe(32)))
+            self._slots[key] = slot
+            self._container.tell(
+                StartContainer(key, self.actor_ref, {"pool-token": slot.token}, {"BERTH_POOL_SLOT": key})
+            )
+        self._publish()
+
+    def _retire(self, key: str) -> None:
+        """Give a slot back: the session limit needs the room."""
+        slot = self._slots.pop(key)
+        if slot.link is not None:
+            slot.link.close(4004, "pool shrinking to the session limit")
+        self._container.tell(RemoveContainer(key))
+
+    def _publish(self) -> None:
+        self._directory.publish(
+            {key: SessionEntry(key, self.actor_ref, slot.token) for key, slot in self._slots.items()}
+        )
+
+    def _status(self) -> dict[str, int]:
+        return {
+            "slots": len(self._slots),
+            "ready": sum(1 for s in self._slots.values() if s.claimable),
+            "claimed": self._stats.claimed,
+            "replaced": self._stats.replaced,
+            "failed_starts": self._stats.failed_starts,
+            "empty_claims": self._stats.empty_claims,
+        }
+
+
+def _tell(ref: ActorRef, message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass
