@@ -75,3 +75,32 @@ class ContainerRuntime(Protocol):
     def watch_exits(self, labels: Mapping[str, str], callback: ExitCallback) -> Closeable:
         """Report every exit of a container carrying ``labels`` until closed."""
         ...
+
+
+class ExternalRuntime:
+    """Agents run elsewhere (started by the host app or a load generator).
+
+    Sessions still get their tokens and timers; "starting a container" only
+    records that the session waits for its agent to connect.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def run(self, spec: ContainerSpec) -> str:
+        self._count += 1
+        return f"external-{spec.labels.get(LABEL_SESSION, self._count)}"
+
+    def remove(self, container_id: str, stop_timeout: float) -> None:
+        """Nothing to stop: the agent's owner does that."""
+
+    def list(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
+        return []
+
+    def watch_exits(self, labels: Mapping[str, str], callback: ExitCallback) -> Closeable:
+        return _NoWatch()
+
+
+class _NoWatch:
+    def close(self) -> None:
+        pass

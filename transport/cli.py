@@ -7,10 +7,13 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from actors.config import BerthConfig, default_state_dir
-from actors.runtime import EngineUnavailable
+from actors.runtime import EngineUnavailable, ExternalRuntime
+from actors.secret import Secret
 from transport.demo import run_demo
 from transport.serve import start_server
 from transport.settings import ServerSettings
@@ -29,12 +32,21 @@ def _config(args: argparse.Namespace) -> BerthConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port)
+    config = replace(_config(args), warm_pool_size=args.warm)
+    options: dict[str, Any] = {}
+    if args.runtime == "external":
+        options["runtime"] = ExternalRuntime()
+    if args.api_token_file:
+        options["api_token"] = Secret(Path(args.api_token_file).read_text().strip())
     try:
-        running = start_server(_config(args), settings)
+        running = start_server(config, settings, **options)
     except EngineUnavailable as exc:
         print(f"berth: {exc}", file=sys.stderr)
         return 2
-    print(f"Berth is serving on {running.server.http_url} (agents: {running.server.ws_url}/agent/<id>)")
+    print(
+        f"Berth is serving on {running.server.http_url} (agents: {running.server.ws_url}/agent/<id>)",
+        flush=True,
+    )
     if running.new_token:
         token_file = Path(args.state_dir) / "api-token"
         print(f"API token (shown once; kept in {token_file}, mode 0600): {running.api_token.reveal()}")
@@ -61,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the REST and WebSocket API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--warm", type=int, default=0, help="pre-started containers for instant sessions")
+    serve.add_argument(
+        "--runtime",
+        choices=["docker", "external"],
+        default="docker",
+        help="external: start no containers; agents connect from elsewhere (benchmarks, development)",
+    )
+    serve.add_argument("--api-token-file", default=None, help="read the API token from this file")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
