@@ -37,7 +37,7 @@ from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
 from actors.supervisor import SupervisorActor
 from actors.timers import TimerService
-from actors.token import Refresher
+from actors.token import Refresher, validate_token_config
 from transport.protocol import SessionEvent, SessionInfo, SessionUpdate, Snapshot
 
 ASK_TIMEOUT = 30.0
@@ -121,8 +121,12 @@ class Berth:
         refresher: Refresher | None = None,
         environ: dict[str, str] | None = None,
     ) -> Berth:
-        """Start the tree; raises EngineUnavailable when no Docker engine answers."""
-        config = config or BerthConfig()
+        """Start the tree; raises EngineUnavailable when no Docker engine answers.
+
+        Raises ValueError (``ClaudeDirError`` for a bad ``claude_dir``) naming the
+        problem and the fix before anything starts.
+        """
+        config = validate_token_config(config or BerthConfig())
         if runtime is None:
             from actors.docker_runtime import DockerRuntime
 

@@ -34,6 +34,19 @@ class BerthConfig:
     server_url: str = "ws://127.0.0.1:8765"
     #: The ``.claude`` directory holding ``.credentials.json``; None = env token.
     claude_dir: Path | None = None
+    #: ``claude_dir`` must lie under this directory; None = the user's home.
+    claude_dir_root: Path | None = None
+    #: OAuth refresh-token grant endpoint and client id (the Claude Code CLI's).
+    token_endpoint: str = "https://console.anthropic.com/v1/oauth/token"
+    token_client_id: str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+    #: A token expiring within this margin is refreshed before it is handed out.
+    token_refresh_margin: float = 300.0
+    #: No new refresh attempt this long after the last one (a failure's cooldown).
+    token_refresh_cooldown: float = 30.0
+    #: How often the TokenActor looks for a token to refresh ahead of expiry.
+    token_check_interval: float = 60.0
+    #: Timeout of the refresh HTTP request.
+    token_http_timeout: float = 15.0
     container_network: str = "host"
     #: uid:gid the agent runs as; the secrets files are chowned to it.
     container_user: str = "1000:1000"

@@ -298,6 +298,10 @@ class TokenStatus:
     masked_token: str | None
     expires_at_ms: int | None
     last_error: str | None
+    #: A refresh request is in flight.
+    refreshing: bool = False
+    #: Seconds until a new refresh attempt is allowed (None: allowed now).
+    retry_in: float | None = None
 
 
 # ---------------------------------------------------------------- containers

@@ -102,7 +102,9 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self._timers = ActorTimers(self._timer_service, self.actor_ref)
-        self._token = TokenActor.start(self._config, self._refresher, self._environ)
+        self._token = TokenActor.start(
+            self._config, self._refresher, self._environ, timers=self._timer_service, bus=self._bus
+        )
         self._container = ContainerActor.start(self._config, self._runtime)
         self._container.tell(ReapOrphans(keep=frozenset()))
         if self._config.warm_pool_size > 0:

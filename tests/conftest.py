@@ -48,6 +48,7 @@ def base_config(tmp_path: Path) -> BerthConfig:
         instance_id=f"t{uuid.uuid4().hex[:10]}",
         image=SESSION_IMAGE,
         state_dir=tmp_path / "state",
+        claude_dir_root=tmp_path,
         eviction_ttl=60,
         startup_timeout=60,
         token_retry_delay=0.05,

@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         options["api_token"] = Secret(Path(args.api_token_file).read_text().strip())
     try:
         running = start_server(config, settings, **options)
-    except EngineUnavailable as exc:
+    except (EngineUnavailable, ValueError) as exc:
         print(f"berth: {exc}", file=sys.stderr)
         return 2
     print(
@@ -85,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"berth: {exc}", file=sys.stderr)
+        return 2
     if args.command == "demo":
-        return run_demo(_config(args))
+        return run_demo(config)
     return _serve(args)
 
 
