@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +9,7 @@ import pytest
 import websocket
 
 from actors.secret import Secret
+from tests.rest_client import rest_call
 from tests.stub_runtime import StubRuntime
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
@@ -39,16 +37,7 @@ def running(base_config) -> Iterator[RunningServer]:
 def call(
     server: RunningServer, method: str, path: str, body: Any = None, token: str = API_TOKEN
 ) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server.server.http_url + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
+    return rest_call(server.server.http_url, token, method, path, body)
 
 
 def agent_for(server: RunningServer, sid: str, token: str | None = None) -> WsPeer:
