@@ -1,0 +1,368 @@
+"""The agent's link to the server: one WebSocket, reconnected forever.
+
+Built on ``websocket.create_connection`` rather than ``WebSocketApp`` so that
+every close is seen and judged here: ``run_forever(reconnect=N)`` would also
+reconnect after a deliberate server close and report neither. Which closes
+mean "stop" and how long to wait before retrying is ``agent.reconnect``;
+every other end of a connection (a drop, 1001, 1006, 1011, a refused
+connection, a server that is not up yet, a server silent for two ping
+intervals) is retried, forever.
+
+Two threads: the connector/reader (handshake, receive, decode, dispatch) and
+the single writer, which owns every data send so frames never interleave.
+Frames queue in the ``Outbox`` while the link is down and go out in order
+when it is back. A send that fails puts its frame back at the head, so a
+drop loses nothing the agent still holds; a frame that reached the socket
+just as the server closed it can still be lost (the protocol has no acks).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import websocket
+
+from agent.outbox import Entry, Outbox, encode_entry
+from agent.reconnect import STOP_CLOSE_CODES, STOP_HTTP_STATUSES, CloseInfo, backoff_delay, parse_close
+from transport.protocol import AgentError, AgentToServer, FrameError, ServerToAgent, decode_server_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    backoff_base: float = 0.2
+    backoff_cap: float = 10.0
+    coalesce_window: float = 0.003
+    max_buffered_frames: int = 100_000
+    max_batch_chars: int = 64 * 1024
+    connect_timeout: float = 10.0
+    ping_interval: float = 20.0
+
+
+class ConnectionStopped(RuntimeError):
+    """The connection is closed for good; frames can no longer be queued."""
+
+
+class AgentConnection:
+    """A reconnecting WebSocket client with an ordered outbox."""
+
+    def __init__(
+        self,
+        url: str,
+        token: Callable[[], str],
+        on_frame: Callable[[ServerToAgent], None],
+        config: ConnectionConfig | None = None,
+        on_connected: Callable[[int], None] | None = None,
+        on_stopped: Callable[[CloseInfo], None] | None = None,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self._on_frame = on_frame
+        self._config = config or ConnectionConfig()
+        self._on_connected = on_connected
+        self._on_stopped = on_stopped
+        self._cond = threading.Condition()
+        self._outbox = Outbox(
+            self._config.max_buffered_frames,
+            self._config.coalesce_window,
+            self._config.max_batch_chars,
+        )
+        self._ws: websocket.WebSocket | None = None
+        self._inflight = False
+        self._ping_wanted = False
+        self._draining = False
+        self._closing = False
+        self._writer_exit = False
+        self._wake = threading.Event()
+        self.stopped = threading.Event()
+        self.stop_info: CloseInfo | None = None
+        self.connections = 0
+        self._down_since: float | None = time.monotonic()
+        self._reader = threading.Thread(target=self._run, name="berth-conn", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="berth-conn-writer", daemon=True)
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    def disconnected_for(self) -> float:
+        """Seconds since the server was last reachable (0 while connected)."""
+        down_since = self._down_since
+        return 0.0 if down_since is None else time.monotonic() - down_since
+
+    def start(self) -> None:
+        self._reader.start()
+        self._writer.start()
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self, frame: AgentToServer) -> None:
+        """Queue ``frame``; never blocks. Raises OutboxFull or ConnectionStopped."""
+        with self._cond:
+            if self._closing or self.stop_info is not None:
+                raise ConnectionStopped("the connection to the server is closed")
+            if self._outbox.put(frame, time.monotonic()):
+                self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued frame has been handed to the socket."""
+        with self._cond:
+            return self._cond.wait_for(self._drained_locked, timeout)
+
+    def _drained_locked(self) -> bool:
+        return (not self._outbox and not self._inflight) or self.stopped.is_set()
+
+    def close(self, timeout: float = 5.0, reason: str = "agent exit") -> None:
+        """Send what is queued (up to ``timeout``), close with 1000, stop both threads."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+            self._cond.wait_for(self._drained_locked, timeout)
+            stuck = self._inflight  # a send blocked on a peer that stopped reading
+            self._closing = True
+            self._writer_exit = True
+            ws, self._ws = self._ws, None
+            dropped = self._outbox.clear()
+            self._cond.notify_all()
+        if dropped:
+            log.warning("closing with %d frames never sent (server unreachable)", dropped)
+        self._wake.set()
+        if ws is not None and stuck:
+            _abort(ws)
+        elif ws is not None:
+            try:
+                ws.send_close(1000, reason)
+            except Exception as exc:
+                log.debug("close frame not sent: %s", exc)
+        for thread in (self._reader, self._writer):
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(max(0.1, deadline - time.monotonic()))
+        if self._reader.is_alive() and ws is not None:
+            _abort(ws)
+        if self.stop_info is None:
+            self.stop_info = CloseInfo(1000, reason)
+        self.stopped.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for both threads to end (after a stop or close); True if they have."""
+        deadline = time.monotonic() + timeout
+        for thread in (self._reader, self._writer):
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not (self._reader.is_alive() or self._writer.is_alive())
+
+    # ------------------------------------------------------ connect and read
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._closing:
+                ws = self._connect()
+                if ws is None:
+                    if self.stop_info is not None:
+                        return
+                else:
+                    connected_at = time.monotonic()
+                    info = self._serve(ws)
+                    if info is not None and info.stops and not self._closing:
+                        self._stop(info)
+                        return
+                    if time.monotonic() - connected_at >= self._config.backoff_cap:
+                        failures = 0
+                delay = backoff_delay(failures, self._config.backoff_base, self._config.backoff_cap)
+                failures += 1
+                log.debug("reconnecting in %.3f s", delay)
+                if self._wake.wait(delay):
+                    return
+        except Exception:
+            log.exception("connection thread failed")
+            self._stop(CloseInfo(None, "connection thread failed"))
+
+    def _connect(self) -> websocket.WebSocket | None:
+        try:
+            token = self._token()
+        except Exception as exc:
+            log.warning("cannot read the session token: %s", exc)
+            return None
+        try:
+            ws = websocket.create_connection(
+                self.url,
+                timeout=self._config.connect_timeout,
+                header=[f"Authorization: Bearer {token}"],
+                skip_utf8_validation=True,
+                enable_multithread=True,
+                suppress_origin=True,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            code = STOP_HTTP_STATUSES.get(exc.status_code)
+            if code is not None:
+                self._stop(CloseInfo(code, f"handshake refused with HTTP {exc.status_code}"))
+            else:
+                log.info("handshake refused with HTTP %s; retrying", exc.status_code)
+            return None
+        except (OSError, websocket.WebSocketException) as exc:
+            log.debug("cannot connect to %s: %s", self.url, exc)
+            return None
+        ws.settimeout(self._config.ping_interval)
+        with self._cond:
+            if self._closing:
+                _close_socket(ws)
+                return None
+            self._ws = ws
+            self._down_since = None
+            self.connections += 1
+            count = self.connections
+            self._cond.notify_all()
+        log.info("connected to %s (connection %d)", self.url, count)
+        if self._on_connected is not None:
+            try:
+                self._on_connected(count)
+            except Exception:
+                log.exception("on_connected callback failed")
+        return ws
+
+    def _serve(self, ws: websocket.WebSocket) -> CloseInfo | None:
+        """Read until the connection ends; its close info, or None for a drop."""
+        try:
+            return self._read(ws)
+        finally:
+            with self._cond:
+                if self._ws is ws:
+                    self._ws = None
+                self._down_since = time.monotonic()
+                self._cond.notify_all()
+            _close_socket(ws)
+
+    def _read(self, ws: websocket.WebSocket) -> CloseInfo | None:
+        awaiting_pong = False
+        while True:
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                if awaiting_pong:
+                    log.warning("server silent for two ping intervals; reconnecting")
+                    return None
+                awaiting_pong = True
+                with self._cond:
+                    self._ping_wanted = True
+                    self._cond.notify_all()
+                continue
+            except (OSError, websocket.WebSocketException) as exc:
+                if not self._closing:
+                    log.info("connection lost: %s", exc or type(exc).__name__)
+                return None
+            awaiting_pong = False
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                info = parse_close(data)
+                if not self._closing:
+                    log.info("server closed the connection: %s %s", info.code, info.reason)
+                return info
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            frame = decode_server_frame(data)
+        except FrameError as exc:
+            log.warning("ignoring a malformed frame from the server: %s", exc)
+            try:
+                self.send(AgentError(message=f"malformed frame ignored: {exc}", fatal=False))
+            except RuntimeError as send_exc:
+                log.warning("cannot report the malformed frame: %s", send_exc)
+            return
+        try:
+            self._on_frame(frame)
+        except Exception:
+            log.exception("handling a %s frame failed", type(frame).__name__)
+
+    def _stop(self, info: CloseInfo) -> None:
+        with self._cond:
+            if self.stop_info is not None:
+                return
+            self.stop_info = info
+            self._writer_exit = True
+            dropped = self._outbox.clear()
+            self._cond.notify_all()
+        log.warning(
+            "connection stopped for good: %s %s (%s)%s",
+            info.code,
+            info.reason,
+            STOP_CLOSE_CODES.get(info.code or 0, "server shutdown"),
+            f"; {dropped} frames not sent" if dropped else "",
+        )
+        self.stopped.set()
+        if self._on_stopped is not None:
+            try:
+                self._on_stopped(info)
+            except Exception:
+                log.exception("on_stopped callback failed")
+
+    # ---------------------------------------------------------------- writing
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                action = self._next_action_locked()
+            if action is None:
+                return
+            ws, entry = action
+            try:
+                if entry is None:
+                    ws.ping()
+                else:
+                    ws.send(encode_entry(entry), websocket.ABNF.OPCODE_TEXT)
+            except Exception as exc:
+                log.info("send failed, will resend after reconnecting: %s", exc or type(exc).__name__)
+                with self._cond:
+                    if entry is not None and not self._writer_exit:
+                        self._outbox.requeue(entry)
+                    if self._ws is ws:
+                        self._ws = None
+                _abort(ws)
+            finally:
+                with self._cond:
+                    self._inflight = False
+                    self._cond.notify_all()
+
+    def _next_action_locked(self) -> tuple[websocket.WebSocket, Entry | None] | None:
+        """Wait for something to send: (socket, entry), (socket, None) to ping, None to exit."""
+        while True:
+            if self._writer_exit:
+                return None
+            ws, wait = self._ws, None
+            if ws is not None:
+                if self._ping_wanted:
+                    self._ping_wanted = False
+                    return ws, None
+                entry, wait = self._outbox.take(time.monotonic(), flush=self._draining)
+                if entry is not None:
+                    self._inflight = True
+                    return ws, entry
+            self._cond.wait(wait)
+
+
+def _abort(ws: websocket.WebSocket) -> None:
+    """Shut the socket down so a reader blocked on it wakes up at once."""
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _close_socket(ws: websocket.WebSocket) -> None:
+    sock, ws.sock = ws.sock, None
+    ws.connected = False
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass

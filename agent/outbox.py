@@ -1,0 +1,111 @@
+"""The ordered, bounded queue of frames waiting for the server.
+
+Frames wait here while the connection is down and are sent in order when it
+is back, so nothing is lost to a reconnect. ``stream`` frames for the same
+message that follow each other are merged into one frame (their tokens
+concatenated in order): the relay's cost is per frame, not per token, so
+this is where streaming throughput comes from. A merged frame is held back
+at most ``window`` seconds after its first token; anything queued behind it
+releases it at once, which keeps every frame in its original order.
+
+Not thread-safe by itself: the connection guards it with its lock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from transport.protocol import AgentToServer, Stream, encode_bytes
+
+
+class OutboxFull(RuntimeError):
+    """Too many frames are waiting for the server; the agent cannot keep up."""
+
+
+@dataclass(eq=False)
+class StreamBatch:
+    """Consecutive tokens of one streamed message, sent as one frame."""
+
+    message_id: str
+    started: float
+    tokens: list[str] = field(default_factory=list)
+    chars: int = 0
+
+    def add(self, tokens: list[str]) -> None:
+        self.tokens.extend(tokens)
+        self.chars += sum(len(token) for token in tokens)
+
+    def frame(self) -> Stream:
+        return Stream(message_id=self.message_id, tokens=self.tokens)
+
+
+Entry = StreamBatch | AgentToServer
+
+
+def encode_entry(entry: Entry) -> bytes:
+    if isinstance(entry, StreamBatch):
+        return encode_bytes(entry.frame())
+    return encode_bytes(entry)
+
+
+class Outbox:
+    """FIFO of frames with stream coalescing and a size limit."""
+
+    def __init__(self, max_entries: int, window: float, max_batch_chars: int) -> None:
+        self._entries: deque[Entry] = deque()
+        self._max_entries = max_entries
+        self._window = window
+        self._max_batch_chars = max_batch_chars
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, frame: AgentToServer, now: float) -> bool:
+        """Queue ``frame``; True if it became a new entry (False: merged)."""
+        if isinstance(frame, Stream):
+            tail = self._entries[-1] if self._entries else None
+            if (
+                isinstance(tail, StreamBatch)
+                and tail.message_id == frame.message_id
+                and tail.chars < self._max_batch_chars
+            ):
+                tail.add(frame.tokens)
+                return False
+            batch = StreamBatch(message_id=frame.message_id, started=now)
+            batch.add(frame.tokens)
+            entry: Entry = batch
+        else:
+            entry = frame
+        if len(self._entries) >= self._max_entries:
+            raise OutboxFull(
+                f"{len(self._entries)} frames are already waiting for the server "
+                f"(limit {self._max_entries}); dropping nothing, refusing new frames"
+            )
+        self._entries.append(entry)
+        return True
+
+    def take(self, now: float, flush: bool = False) -> tuple[Entry | None, float | None]:
+        """Pop the head if it may be sent now.
+
+        Returns ``(entry, None)`` when there is one to send, else
+        ``(None, wait)`` where ``wait`` is how long until the held-back head
+        becomes sendable, or None when the queue is empty.
+        """
+        if not self._entries:
+            return None, None
+        head = self._entries[0]
+        if isinstance(head, StreamBatch) and len(self._entries) == 1 and not flush:
+            due = head.started + self._window
+            if now < due:
+                return None, due - now
+        return self._entries.popleft(), None
+
+    def requeue(self, entry: Entry) -> None:
+        """Put back an entry whose send failed, ahead of everything else."""
+        self._entries.appendleft(entry)
+
+    def clear(self) -> int:
+        dropped = len(self._entries)
+        self._entries.clear()
+        return dropped

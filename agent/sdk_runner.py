@@ -1,0 +1,301 @@
+"""The Claude Agent SDK runner: one Claude Code CLI process per session.
+
+User messages reach the CLI through the SDK's streaming input, an async
+generator that takes the next message from the channel only once the
+previous turn has its ``result``; a message that arrives mid-turn waits in
+the channel, so there is never a second concurrent turn.
+
+Tool approvals and ``AskUserQuestion`` go through the SDK's ``can_use_tool``
+callback (``agent.sdk_permissions``). Closing denies whatever is pending
+first (so the CLI is told, rather than left waiting on a request nobody will
+answer), ends the channel, and stops the CLI within ``close_timeout``, after
+which it is killed. ``claude-agent-sdk`` is imported lazily: it is an
+optional extra, and ``agent`` must import without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.channel import InputChannel
+from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
+from agent.sdk_permissions import PermissionBridge
+from agent.sdk_relay import SDK_MODES, Relay, result_text
+from agent.secret import Secret
+from transport.protocol import (
+    AgentToServer,
+    ModelInfo,
+    ModelsList,
+    PermissionMode,
+    SessionInfoUpdate,
+    StatusUpdate,
+)
+
+if TYPE_CHECKING:
+    from claude_agent_sdk import (
+        ClaudeAgentOptions,
+        ClaudeSDKClient,
+    )
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SdkRunnerConfig:
+    cli_path: str | None = None
+    cwd: str | None = None
+    permission_mode: PermissionMode = "normal"
+    model: str | None = None
+    approval_timeout: float = 300.0
+    close_timeout: float = 5.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    claude_config_dir: str | None = None
+    system_prompt_append: str | None = "You are running inside a Berth session container."
+
+
+@dataclass
+class _Turn:
+    item: UserInput
+    over: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _cli_process(client: ClaudeSDKClient) -> Any:
+    """The CLI subprocess (SDK internals), so a CLI that ignores EOF can be killed."""
+    return getattr(getattr(client, "_transport", None), "_process", None)
+
+
+def _kill(process: Any) -> None:
+    if process is not None and process.returncode is None:
+        try:
+            process.kill()
+        except ProcessLookupError:
+            pass
+
+
+class SdkRunner:
+    """Runs Claude Code through ``ClaudeSDKClient``."""
+
+    def __init__(self, config: SdkRunnerConfig, token: Secret | None = None) -> None:
+        self._config = config
+        self._token = token
+        self._mode: PermissionMode = config.permission_mode
+        self._model = config.model
+        self._host: RunnerHost | None = None
+        self._channel: InputChannel[UserInput] | None = None
+        self._client: ClaudeSDKClient | None = None
+        self._process: Any = None
+        self._relay: Relay | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._turn: _Turn | None = None
+        self._models: list[ModelInfo] = []
+        self._permissions = PermissionBridge(
+            self._emit, config.approval_timeout, lambda: self._turn is not None
+        )
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._started = False
+        self._closing = False
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, channel: InputChannel[UserInput], host: RunnerHost) -> None:
+        self._channel, self._host, self._started = channel, host, True
+        try:
+            if self._closing:
+                channel.close()
+                return
+            await self._serve(channel)
+        finally:
+            ready = self._ready_future()
+            if not ready.done():
+                ready.set_exception(RunnerClosed("Claude Code is not running"))
+                ready.exception()  # retrieved: nobody may be waiting
+            self._stopped.set()
+
+    async def _serve(self, channel: InputChannel[UserInput]) -> None:
+        from claude_agent_sdk import ClaudeSDKClient
+
+        client = ClaudeSDKClient(self._options())
+        self._client = client
+        session = asyncio.ensure_future(self._session(client, channel))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            await self._teardown(client, session)
+            self._client = None
+        error = None if session.cancelled() else session.exception()
+        if error is not None:
+            failure = RunnerFailed(f"Claude Code failed: {error}")
+            self._end_turn(failure)
+            raise failure from error
+        if not self._closing:
+            failure = RunnerFailed("Claude Code exited unexpectedly")
+            self._end_turn(failure)
+            raise failure
+        self._end_turn(RunnerClosed("the runner closed mid-turn"))
+
+    async def _session(self, client: ClaudeSDKClient, channel: InputChannel[UserInput]) -> None:
+        await client.connect(self._prompts(channel))
+        self._process = _cli_process(client)
+        info = await client.get_server_info() or {}
+        self._models = [
+            ModelInfo(
+                value=str(m.get("value", "")),
+                display_name=str(m.get("displayName", "")),
+                description=str(m.get("description", "")),
+            )
+            for m in info.get("models") or []
+            if isinstance(m, dict)
+        ]
+        self._relay = Relay(self._emit)
+        self._ready_future().set_result(None)
+        async for message in client.receive_messages():
+            result = self._relay.handle(message)
+            if result is not None:
+                self._end_turn(TurnOutcome(result_text(result), result.is_error))
+
+    async def _prompts(self, channel: InputChannel[UserInput]) -> AsyncIterator[dict[str, Any]]:
+        """The SDK's streaming input: the next message only after the turn is over."""
+        async for item in channel:
+            if self._closing:
+                item.fail(RunnerClosed("the runner is closing"))
+                continue
+            turn = _Turn(item)
+            self._turn = turn
+            self._emit(StatusUpdate(status="running"))
+            yield {
+                "type": "user",
+                "message": {"role": "user", "content": item.content},
+                "parent_tool_use_id": None,
+                "session_id": "default",
+            }
+            await turn.over.wait()
+
+    def _end_turn(self, outcome: TurnOutcome | BaseException) -> None:
+        turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        if isinstance(outcome, TurnOutcome):
+            turn.item.finish(outcome)
+        else:
+            turn.item.fail(outcome)
+        turn.over.set()
+
+    async def _teardown(self, client: ClaudeSDKClient, session: asyncio.Future[None]) -> None:
+        """Stop the session task and the CLI, killing the CLI if it takes too long."""
+
+        async def shut() -> None:
+            if not session.done():
+                session.cancel()
+            await asyncio.gather(session, return_exceptions=True)
+            await client.disconnect()
+
+        closer = asyncio.ensure_future(shut())
+        _, pending = await asyncio.wait({closer}, timeout=self._config.close_timeout)
+        if pending:
+            log.warning("Claude Code did not stop within %.1f s; killing it", self._config.close_timeout)
+            _kill(self._process or _cli_process(client))
+            _, pending = await asyncio.wait({closer}, timeout=self._config.close_timeout)
+            if pending:
+                log.error("the SDK did not finish disconnecting; abandoning it")
+        _kill(self._process or _cli_process(client))
+
+    def _options(self) -> ClaudeAgentOptions:
+        from claude_agent_sdk import ClaudeAgentOptions
+
+        env = dict(self._config.env)
+        if self._config.claude_config_dir:
+            env["CLAUDE_CONFIG_DIR"] = self._config.claude_config_dir
+        if self._token:
+            env["CLAUDE_CODE_OAUTH_TOKEN"] = self._token.reveal()
+        prompt: Any = {"type": "preset", "preset": "claude_code"}
+        if self._config.system_prompt_append:
+            prompt["append"] = self._config.system_prompt_append
+        return ClaudeAgentOptions(
+            cli_path=self._config.cli_path,
+            cwd=self._config.cwd,
+            include_partial_messages=True,
+            can_use_tool=self._permissions.can_use_tool,
+            permission_mode=SDK_MODES[self._mode],
+            model=self._model,
+            env=env,
+            system_prompt=prompt,
+            setting_sources=["user", "project"],
+            stderr=self._on_stderr,
+        )
+
+    @staticmethod
+    def _on_stderr(line: str) -> None:
+        log.debug("claude: %s", line)
+
+    def _emit(self, frame: AgentToServer) -> None:
+        assert self._host is not None, "emit before run()"
+        self._host.emit(frame)
+
+    def _ready_future(self) -> asyncio.Future[None]:
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+        return self._ready
+
+    async def _connected(self) -> ClaudeSDKClient:
+        await asyncio.shield(self._ready_future())
+        if self._client is None:
+            raise RunnerClosed("Claude Code is not running")
+        return self._client
+
+    # --------------------------------------------------------------- control
+
+    async def approval_response(self, approval_id: str, allow: bool, message: str | None) -> None:
+        self._permissions.approve(approval_id, allow, message)
+
+    async def question_response(self, question_id: str, answers: dict[str, str]) -> None:
+        self._permissions.answer(question_id, answers)
+
+    async def interrupt(self) -> None:
+        if self._turn is None:
+            return
+        self._permissions.deny_all("interrupted")
+        client = await self._connected()
+        await client.interrupt()
+
+    async def set_model(self, model: str | None) -> None:
+        client = await self._connected()
+        await client.set_model(model)
+        self._model = model
+        if self._relay is not None:
+            self._relay.note_model(model)
+        self._emit(SessionInfoUpdate(model=model))
+
+    async def get_models(self) -> None:
+        await self._connected()
+        self._emit(ModelsList(models=self._models))
+
+    async def set_permission_mode(self, mode: PermissionMode) -> None:
+        client = await self._connected()
+        await client.set_permission_mode(SDK_MODES[mode])
+        self._mode = mode
+        if self._relay is not None:
+            self._relay.note_mode(mode)
+        self._emit(SessionInfoUpdate(permission_mode=mode))
+
+    async def update_token(self, token: Secret) -> None:
+        """Kept for the next CLI spawn; the running CLI reads the credentials file."""
+        self._token = token
+
+    async def close(self) -> None:
+        self._closing = self._permissions.closing = True
+        self._permissions.deny_all("the session is closing")
+        await self._permissions.settled(min(self._config.close_timeout, 1.0))
+        if self._channel is not None:
+            self._channel.close()
+        self._stop.set()
+        if self._started:
+            await self._stopped.wait()
+        if self._channel is not None:
+            fail_remaining(self._channel, RunnerClosed("the runner closed before this turn"))
