@@ -1,26 +1,55 @@
-"""Entry point of the session container: ``python3 -m agent`` / ``berth-agent``."""
+"""Entry point of the session container: ``python3 -m agent`` / ``berth-agent``.
+
+As PID 1 (or with ``BERTH_SUPERVISE=1``) it supervises a worker process
+(``python3 -m agent --worker``) that is the actual agent; otherwise it is
+the agent itself.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 from agent.app import Agent
 from agent.config import AgentConfig, ConfigError
+from agent.pool import (
+    assigned_env,
+    assignment_path,
+    load_assignment,
+    pool_token,
+    save_assignment,
+    wait_for_assignment,
+)
+from agent.supervisor import Supervisor
 
 log = logging.getLogger("agent")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the agent until it is told to stop; the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(
         level=os.environ.get("BERTH_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if "--worker" not in args and (os.getpid() == 1 or os.environ.get("BERTH_SUPERVISE") == "1"):
+        return Supervisor(os.environ).run()
+    return run_worker()
+
+
+def run_worker() -> int:
+    env = dict(os.environ)
+    if env.get("BERTH_POOL_SLOT"):
+        pooled = _pooled_env(env)
+        if pooled is None:
+            return 0
+        env = pooled
     try:
-        config = AgentConfig.from_env()
+        config = AgentConfig.from_env(env)
         config.session_token()
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
@@ -28,6 +57,31 @@ def main() -> int:
     # The development fallback must not leak into the tools the model runs.
     os.environ.pop("BERTH_SESSION_TOKEN", None)
     return Agent(config).run()
+
+
+def _pooled_env(env: dict[str, str]) -> dict[str, str] | None:
+    """The session environment once the server assigned one (saved for restarts)."""
+    path = assignment_path(env)
+    assignment = load_assignment(path)
+    if assignment is None:
+        token = pool_token(env)
+        if token is None:
+            log.error("cannot start: BERTH_POOL_SLOT is set but there is no pool-token secret")
+            return None
+        stop = threading.Event()
+        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            assignment = wait_for_assignment(
+                env.get("BERTH_SERVER_URL", ""), env["BERTH_POOL_SLOT"], token, stop
+            )
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if assignment is None:
+            return None
+        save_assignment(path, assignment)
+        log.info("assigned to session %s", assignment.session_id)
+    return assigned_env(env, assignment)
 
 
 if __name__ == "__main__":

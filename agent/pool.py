@@ -1,0 +1,114 @@
+"""Pool mode: a pre-started agent waits for the server to give it a session.
+
+The container starts with ``BERTH_POOL_SLOT`` and a ``pool-token`` secret
+instead of a session. The agent connects on ``/agent/pool/<slot>`` and waits
+for an ``assign`` frame carrying the session id and its secrets; it keeps the
+assignment in a private file (so a restarted worker resumes the same
+session), closes the pool connection and becomes that session's agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+import msgspec
+
+from agent.connection import AgentConnection, ConnectionConfig
+from agent.reconnect import CloseInfo
+from agent.secret import Secret
+from transport.protocol import Assign, ServerToAgent, Shutdown
+
+log = logging.getLogger(__name__)
+
+
+def assignment_path(env: Mapping[str, str]) -> Path:
+    home = Path(env.get("HOME") or Path.home())
+    return Path(env.get("BERTH_ASSIGNMENT_FILE") or home / ".berth" / "assignment.json")
+
+
+def load_assignment(path: Path) -> Assign | None:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Assign)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("ignoring an unreadable assignment file: %s", type(exc).__name__)
+        return None
+
+
+def save_assignment(path: Path, assignment: Assign) -> None:
+    """Private (0600) and atomic: it holds the session's secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".assignment.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(msgspec.json.encode(assignment))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def wait_for_assignment(
+    server_url: str, slot: str, token: Secret, stop: threading.Event, config: ConnectionConfig | None = None
+) -> Assign | None:
+    """Block until the server assigns a session (None: the slot is gone or we were stopped)."""
+    received: list[Assign] = []
+    done = threading.Event()
+
+    def on_frame(frame: ServerToAgent) -> None:
+        if isinstance(frame, Assign):
+            received.append(frame)
+            done.set()
+        elif isinstance(frame, Shutdown):
+            done.set()
+
+    def on_stopped(info: CloseInfo) -> None:
+        log.info("the pool slot was closed (%s %s)", info.code, info.reason)
+        done.set()
+
+    url = f"{server_url.rstrip('/')}/agent/pool/{quote(slot, safe='')}"
+    connection = AgentConnection(url, token.reveal, on_frame, config, on_stopped=on_stopped)
+    connection.start()
+    while not done.wait(0.2) and not stop.is_set():
+        pass
+    connection.close(timeout=2, reason="assigned" if received else "agent exit")
+    return received[0] if received else None
+
+
+def assigned_env(env: Mapping[str, str], assignment: Assign) -> dict[str, str]:
+    """The environment the session agent would have had on a cold start.
+
+    Secrets go in as the development fallbacks, in this mapping only: they are
+    never put into ``os.environ``, which the model's tools would inherit.
+    """
+    result = dict(env)
+    result.pop("BERTH_POOL_SLOT", None)
+    result["BERTH_SESSION_ID"] = assignment.session_id
+    result["BERTH_SESSION_TOKEN"] = assignment.session_token
+    result["BERTH_PERMISSION_MODE"] = assignment.permission_mode
+    optional = {
+        "CLAUDE_CODE_OAUTH_TOKEN": assignment.oauth_token,
+        "BERTH_REPO_URL": assignment.repo_url,
+        "BERTH_BRANCH": assignment.branch,
+        "BERTH_MODEL": assignment.model,
+        "BERTH_RUNNER": assignment.runner,
+    }
+    result.update({key: value for key, value in optional.items() if value})
+    return result
+
+
+def pool_token(env: Mapping[str, str]) -> Secret | None:
+    path = Path(env.get("BERTH_SECRETS_DIR") or "/run/berth") / "pool-token"
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Secret(value) if value else None
