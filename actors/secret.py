@@ -1,17 +1,19 @@
-"""A string that never shows itself in logs, errors or ``repr()``."""
+"""A string that does not leak into logs, reprs or tracebacks by accident.
+
+Shared by the server and the in-container agent.
+"""
 
 from __future__ import annotations
 
 
-def mask(value: str) -> str:
-    """The recognisable form of a secret: first characters and last four."""
-    if len(value) <= 12:
-        return "****"
-    return f"{value[:6]}…{value[-4:]}"
-
-
 class Secret:
-    """Wraps a secret value; only ``reveal()`` gives it back."""
+    """Holds a secret value; ``repr``/``str`` show only a masked hint.
+
+    The hint (first 4 and last 4 characters) lets an operator tell two tokens
+    apart in a log line without making either usable. Values too short for a
+    hint to be safe are masked completely. ``reveal()`` is the one way out,
+    so every use of the real value is greppable.
+    """
 
     __slots__ = ("_value",)
 
@@ -25,7 +27,9 @@ class Secret:
 
     @property
     def masked(self) -> str:
-        return mask(self._value)
+        if len(self._value) < 16:
+            return "…"
+        return f"{self._value[:4]}…{self._value[-4:]}"
 
     def __repr__(self) -> str:
         return f"Secret({self.masked})"
@@ -38,5 +42,13 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret is not serialisable")
+
+
+def mask(value: str) -> str:
+    """The recognisable form of a secret value."""
+    return Secret(value).masked

@@ -21,6 +21,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
+from actors.secret import Secret
 from agent.builtin_runner import BuiltinConfig, BuiltinRunner
 from agent.channel import ChannelClosed, InputChannel
 from agent.config import AgentConfig
@@ -28,7 +29,6 @@ from agent.connection import AgentConnection, ConnectionStopped
 from agent.credentials import write_access_token
 from agent.reconnect import CloseInfo, agent_url
 from agent.runner import Runner, RunnerClosed, UserInput, fail_remaining
-from agent.secret import Secret
 from agent.workspace import CloneFailed, clone_repository
 from transport.protocol import (
     AgentError,

@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from actors.secret import Secret
 from agent.channel import InputChannel
 from agent.pending import PendingRequests
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
-from agent.secret import Secret
 from transport.protocol import (
     AgentToServer,
     ApprovalRequest,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
+from actors.secret import Secret
 from agent.connection import ConnectionConfig
 from agent.credentials import default_credentials_path
-from agent.secret import Secret
 from transport.protocol import PERMISSION_MODES, PermissionMode
 
 RunnerKind = Literal["builtin", "sdk"]

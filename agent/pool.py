@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 import msgspec
 
+from actors.secret import Secret
 from agent.connection import AgentConnection, ConnectionConfig
 from agent.reconnect import CloseInfo
-from agent.secret import Secret
 from transport.protocol import Assign, ServerToAgent, Shutdown
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from actors.secret import Secret
 from agent.channel import InputChannel
-from agent.secret import Secret
 from transport.protocol import AgentToServer, PermissionMode
 
 

@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from actors.secret import Secret
 from agent.channel import InputChannel
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
 from agent.sdk_permissions import PermissionBridge
 from agent.sdk_relay import SDK_MODES, Relay, result_text
-from agent.secret import Secret
 from transport.protocol import (
     AgentToServer,
     ModelInfo,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.secret import Secret
+from actors.secret import Secret
 
 
 class CloneFailed(RuntimeError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transport.cli import main  # noqa: E402
+from transport.cli import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

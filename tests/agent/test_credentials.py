@@ -6,8 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+from actors.secret import Secret
 from agent.credentials import default_credentials_path, write_access_token
-from agent.secret import Secret
 
 TOKEN = "sk-ant-oat01-abcdefghijklmnopqrstuvwxyz-0123456789"
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from actors.secret import Secret
 from agent.runner import RunnerClosed, RunnerFailed, TurnOutcome
 from agent.sdk_runner import SdkRunner, SdkRunnerConfig
-from agent.secret import Secret
 from tests.agent.helpers import RunnerHarness, run_async
 from transport.protocol import (
     ApprovalRequest,
