@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from actors.secret import Secret
+
 
 def default_state_dir() -> Path:
     env = os.environ.get("BERTH_STATE_DIR")
@@ -34,6 +36,8 @@ class BerthConfig:
     server_url: str = "ws://127.0.0.1:8765"
     #: The ``.claude`` directory holding ``.credentials.json``; None = env token.
     claude_dir: Path | None = None
+    #: Given to every session container as the ``github-token`` secret file.
+    github_token: Secret | None = None
     #: ``claude_dir`` must lie under this directory; None = the user's home.
     claude_dir_root: Path | None = None
     #: OAuth refresh-token grant endpoint and client id (the Claude Code CLI's).

@@ -251,6 +251,7 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
             session_id=self.session_id,
             session_token=self._agent_token.reveal(),
             oauth_token=self._token.reveal() if self._token else None,
+            github_token=self._config.github_token.reveal() if self._config.github_token else None,
             repo_url=spec.repo_url,
             branch=spec.branch,
             permission_mode=self._info.permission_mode,
@@ -262,6 +263,8 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
         secrets = {"session-token": self._agent_token}
         if self._token is not None:
             secrets["oauth-token"] = self._token
+        if self._config.github_token is not None:
+            secrets["github-token"] = self._config.github_token
         env = {"BERTH_PERMISSION_MODE": self._info.permission_mode}
         for key, value in (
             ("BERTH_REPO_URL", self._spec.repo_url),

@@ -70,6 +70,7 @@ class AgentConfig:
     orphan_timeout: float = 0.0
     fallback_session_token: Secret | None = None
     fallback_oauth_token: Secret | None = None
+    fallback_github_token: Secret | None = None
 
     def session_token(self) -> str:
         """The token the agent authenticates with; read afresh on every call."""
@@ -82,7 +83,7 @@ class AgentConfig:
         return _read_secret(self.secrets_dir / "oauth-token") or self.fallback_oauth_token
 
     def github_token(self) -> Secret | None:
-        return _read_secret(self.secrets_dir / "github-token")
+        return _read_secret(self.secrets_dir / "github-token") or self.fallback_github_token
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -125,4 +126,7 @@ class AgentConfig:
             orphan_timeout=_float(source, "BERTH_ORPHAN_TIMEOUT", 0.0),
             fallback_session_token=Secret(fallback_session) if fallback_session else None,
             fallback_oauth_token=Secret(fallback_oauth) if fallback_oauth else None,
+            fallback_github_token=Secret(source["BERTH_GITHUB_TOKEN"])
+            if source.get("BERTH_GITHUB_TOKEN")
+            else None,
         )

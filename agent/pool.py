@@ -96,6 +96,7 @@ def assigned_env(env: Mapping[str, str], assignment: Assign) -> dict[str, str]:
     result["BERTH_PERMISSION_MODE"] = assignment.permission_mode
     optional = {
         "CLAUDE_CODE_OAUTH_TOKEN": assignment.oauth_token,
+        "BERTH_GITHUB_TOKEN": assignment.github_token,
         "BERTH_REPO_URL": assignment.repo_url,
         "BERTH_BRANCH": assignment.branch,
         "BERTH_MODEL": assignment.model,

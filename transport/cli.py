@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ def _config(args: argparse.Namespace) -> BerthConfig:
         max_sessions=args.max_sessions,
         claude_dir=Path(args.claude_dir) if args.claude_dir else None,
         agent_runner=args.runner,
+        github_token=Secret(os.environ["GITHUB_TOKEN"]) if os.environ.get("GITHUB_TOKEN") else None,
     )
 
 
