@@ -129,6 +129,7 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
         self._timers = ActorTimers(self._deps.timers, self.actor_ref)
         self._timers.start("startup", self._config.startup_timeout, StartupTimedOut())
         self._deps.token.tell(SubscribeTokens(self.actor_ref))
+        self._update_info()  # publishes "starting"
         self._add_message("system", f"Setting up the session container ({self._config.image})")
         self._ask_for_token()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ class _Printer:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.streaming = False
+        self.status = ""
 
     def line(self, text: str) -> None:
         if self.streaming:
@@ -33,7 +35,8 @@ class _Printer:
 
     def show(self, event: Any) -> None:
         match event:
-            case p.SessionUpdate(session=info):
+            case p.SessionUpdate(session=info) if info.status.value != self.status:
+                self.status = info.status.value
                 reason = f" ({info.status_reason})" if info.status_reason else ""
                 self.line(f"status → {info.status.value}{reason}")
             case p.MessageAdded(message=message):
@@ -75,6 +78,9 @@ def run_demo(config: BerthConfig) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="berth-demo-") as state:
         config = replace(config, state_dir=Path(state), instance_id=f"demo-{uuid.uuid4().hex[:8]}")
+        if config.claude_dir is None and not os.environ.get("CLAUDE_CODE_OAUTH_TOKEN"):
+            # The built-in runner needs no token: do not wait for one that cannot come.
+            config = replace(config, token_retry_delay=0.0)
         running = start_server(config, ServerSettings(port=0))
         printer = _Printer()
         try:
@@ -94,7 +100,6 @@ def _conversation(berth: Berth, printer: _Printer) -> int:
         if berth.get_session(sid).info.status != "idle":
             return 1
         for prompt in PROMPTS:
-            printer.line(f"user: {prompt}")
             berth.send_message(sid, prompt)
 
             def settle(event: Any, sid: str = sid) -> bool:

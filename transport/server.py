@@ -36,6 +36,12 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
+    def run_wsgi(self) -> None:
+        super().run_wsgi()
+        if getattr(self, "environ", {}).get("berth.websocket"):
+            # The socket carried a WebSocket: what follows is not another HTTP request.
+            self.close_connection = True
+
 
 class _ConnectionRegistry:
     def __init__(self) -> None:
@@ -93,7 +99,8 @@ class BerthServer:
         closing = self.connections.close_all(1001, "server shutting down")
         for connection in closing:
             connection.outbox.done.wait(timeout=5)
-        self._httpd.shutdown()
+        if self._thread is not None:  # shutdown() would wait forever for a loop never started
+            self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -104,6 +111,7 @@ class BerthServer:
         request = Request(environ)
         response = self._respond(request, environ)
         if response is None:
+            environ["berth.websocket"] = True
             # The WebSocket is over and its socket closed: tell werkzeug not to answer.
             raise ConnectionError("websocket closed")
         return response(environ, start_response)
