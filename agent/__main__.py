@@ -1,8 +1,8 @@
 """Entry point of the session container: ``python3 -m agent`` / ``berth-agent``.
 
-As PID 1 (or with ``BERTH_SUPERVISE=1``) it supervises a worker process
-(``python3 -m agent --worker``) that is the actual agent; otherwise it is
-the agent itself.
+As PID 1 (or with ``BERTH_SUPERVISE=1``) it supervises a forked worker
+process that is the actual agent; otherwise (or with ``--worker``) it is the
+agent itself.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if "--worker" not in args and (os.getpid() == 1 or os.environ.get("BERTH_SUPERVISE") == "1"):
-        return Supervisor(os.environ).run()
+        return Supervisor(os.environ, run_worker).run()
     return run_worker()
 
 

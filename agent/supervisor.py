@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    """Forks the worker (no second interpreter start-up: the agent's modules
+    are already imported here, which saves ~100 ms of every session start)."""
+
+    def __init__(self, env: Mapping[str, str], worker: Callable[[], int]) -> None:
+        self._run_worker = worker
         self.pid_file = Path(env.get("BERTH_WORKER_PID_FILE") or "/tmp/berth-agent-worker.pid")
         self.restart_delay = float(env.get("BERTH_RESTART_DELAY") or 0.2)
         self.max_restarts = int(env.get("BERTH_MAX_RESTARTS") or 10)
@@ -51,6 +55,22 @@ class Supervisor:
                 return 1
             log.warning("the agent worker was killed by signal %d; restarting it", -code)
             time.sleep(self.restart_delay)
+
+    def _fork_worker(self) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            code = self._run_worker()
+        except BaseException:
+            log.exception("the agent worker failed")
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def _wait_for_worker(self, worker: int) -> int:
         """Reap every child until the worker ends; its exit code (negative: signal)."""

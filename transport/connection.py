@@ -8,6 +8,7 @@ shutdown is noticed; ``max_message_size`` bounds a peer's frames.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,11 @@ class Connection:
         ping_interval: float | None,
     ) -> None:
         self.id = f"{kind}-{uuid.uuid4().hex[:12]}"
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            # Frames are small and often back to back: without this, Nagle's
+            # algorithm meets the peer's delayed ACK and a turn costs 40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ws = simple_websocket.Server.accept(
             environ, max_message_size=max_message_size, ping_interval=ping_interval
         )
