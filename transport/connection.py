@@ -1,8 +1,8 @@
-"""One accepted WebSocket: a receive loop on the request thread, an outbox writer.
+"""One accepted WebSocket as the endpoints use it: frames in, frames out.
 
-simple-websocket ignores the request path and cannot answer 401: routing and
-authentication happen before ``accept``. Receives always use a timeout so a
-shutdown is noticed; ``max_message_size`` bounds a peer's frames.
+Routing and authentication happen before the upgrade (simple-websocket
+cannot answer 401). Receives poll with a timeout so a shutdown is noticed;
+``max_message_size`` bounds a peer's frames; sends never block the caller.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 import simple_websocket
 
-from transport.outbox import Outbox
 from transport.protocol import encode
+from transport.websocket import InlineWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +40,26 @@ class Connection:
             # Frames are small and often back to back: without this, Nagle's
             # algorithm meets the peer's delayed ACK and a turn costs 40 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.ws = simple_websocket.Server.accept(
-            environ, max_message_size=max_message_size, ping_interval=ping_interval
-        )
-        self.outbox = Outbox(self.ws, outbox_limit, self.id)
+        self.ws = InlineWebSocket(environ, outbox_limit, max_message_size, ping_interval, self.id)
         self.stopping = threading.Event()
         self.close_reason = "connection closed"
 
     def send(self, frame: msgspec.Struct) -> bool:
-        return self.outbox.put(encode(frame))
-
-    def send_text(self, text: str) -> bool:
-        return self.outbox.put(text)
+        """False when the peer has fallen more than the outbox limit behind."""
+        return self.ws.send_text(encode(frame))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.close_reason = reason or self.close_reason
         self.stopping.set()
-        self.outbox.close(code, reason)
+        self.ws.close(code, reason)
+
+    def stop_reading(self) -> None:
+        """Wake the receive loop now (server shutdown: no reply to wait for)."""
+        self.stopping.set()
+        try:
+            self.ws.raw.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
     def frames(self) -> Iterator[str | bytes]:
         """Incoming frames until the peer or the server closes."""
@@ -64,17 +67,13 @@ class Connection:
             try:
                 data = self.ws.receive(timeout=RECEIVE_POLL)
             except simple_websocket.ConnectionClosed as closed:
-                self.close_reason = (
-                    f"closed by peer ({closed.reason}{' ' + closed.message if closed.message else ''})"
-                )
+                detail = f" {closed.message}" if closed.message else ""
+                self.close_reason = f"closed by peer ({closed.reason}{detail})"
                 return
             if data is not None:
                 yield data
-            elif not self.ws.connected:
-                self.close_reason = "connection lost"
-                return
 
     def finish(self) -> None:
-        """After the receive loop: flush and close the socket, wait for the writer."""
+        """After the receive loop: flush, close, end the writer."""
         self.close(1000, "")
-        self.outbox.done.wait(timeout=5)
+        self.ws.finish()

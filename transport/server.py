@@ -98,7 +98,10 @@ class BerthServer:
     def stop(self) -> None:
         closing = self.connections.close_all(1001, "server shutting down")
         for connection in closing:
-            connection.outbox.done.wait(timeout=5)
+            connection.ws.flush(timeout=2)
+            connection.stop_reading()
+        for connection in closing:
+            connection.ws.done.wait(timeout=5)
         if self._thread is not None:  # shutdown() would wait forever for a loop never started
             self._httpd.shutdown()
         self._httpd.server_close()
