@@ -216,6 +216,20 @@ class Berth:
         children: dict[str, Any] = self._ask(self._supervisor, m.GetChildren())
         return children
 
+    def tell_command(self, session_id: str, command: Any, reply: Callable[[Rejected | None], None]) -> None:
+        """Send a session command without waiting; ``reply`` gets the outcome
+        (on the session's thread, so it must only queue or send)."""
+        entry = self._directory.get(session_id)
+        if entry is None:
+            reply(Rejected(f"no session with id {session_id!r}", 404))
+        elif entry.ref is None:
+            reply(Rejected(f"session {session_id} has ended", 409))
+        else:
+            try:
+                entry.ref.tell(m.Command(command, reply))
+            except pykka.ActorDeadError:
+                reply(Rejected(f"session {session_id} has ended", 409))
+
     def token_status(self) -> m.TokenStatus:
         status: m.TokenStatus = self._ask(self._children()["token"], m.GetTokenStatus())
         return status

@@ -206,6 +206,16 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True)
+class Command:
+    """A command told (not asked) from a transport thread; the outcome
+    (``None`` or ``Rejected``) is handed to ``reply`` on the actor's thread,
+    which must not block. Saves the asking thread's wake-up on the relay path."""
+
+    command: Any
+    reply: Callable[[Any], None]
+
+
+@dataclass(frozen=True)
 class GetView:
     """Ask: the session's ``SessionView``."""
 

@@ -38,6 +38,7 @@ from actors.messages import (
     ChangeModel,
     ChangeSettings,
     ClaimContainer,
+    Command,
     ContainerExited,
     ContainerStarted,
     ContainerStartFailed,
@@ -157,6 +158,12 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
             case FromAgent(link_id=link_id, frame=frame):
                 if self._link is not None and link_id == self._link.link_id and not self._final:
                     self.handle_frame(frame)
+            case Command(command=command, reply=reply):
+                outcome = self.on_receive(command)
+                try:
+                    reply(outcome)
+                except Exception:
+                    log.exception("a command's reply failed")
             case TimerFired():
                 fired = self._timers.accept(message)
                 if fired is not None:

@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from actors import messages as m
 from actors.api import Berth, BerthError
+from actors.outcome import Rejected
 from transport import protocol as p
 from transport.connection import Connection
 
@@ -50,37 +52,38 @@ class ClientSession:
         except p.FrameError as exc:
             self._connection.send(p.ProtocolError(message=str(exc)))
             return
-        try:
-            self._dispatch(frame)
-        except BerthError as exc:
-            self._connection.send(
-                p.ProtocolError(message=str(exc), session_id=frame.session_id, request_id=frame.request_id)
-            )
+        command = _session_command(frame)
+        if command is not None:
+            self._berth.tell_command(frame.session_id, command, self._replier(frame))
             return
-        self._connection.send(p.Ack(request_id=frame.request_id, session_id=frame.session_id))
+        try:
+            self._subscription(frame)
+        except BerthError as exc:
+            self._reply(frame, Rejected(str(exc), exc.code))
+            return
+        self._reply(frame, None)
 
-    def _dispatch(self, frame: p.ClientToServer) -> None:
-        berth, sid = self._berth, frame.session_id
+    def _replier(self, frame: p.ClientToServer) -> Callable[[Rejected | None], None]:
+        return lambda outcome: self._reply(frame, outcome)
+
+    def _reply(self, frame: p.ClientToServer, outcome: Rejected | None) -> None:
+        if outcome is None:
+            self._connection.send(p.Ack(request_id=frame.request_id, session_id=frame.session_id))
+        else:
+            self._connection.send(
+                p.ProtocolError(
+                    message=outcome.reason, session_id=frame.session_id, request_id=frame.request_id
+                )
+            )
+
+    def _subscription(self, frame: p.ClientToServer) -> None:
+        sid = frame.session_id
         match frame:
             case p.ClientSubscribe(since=since):
                 self._unsubscribe(sid)
-                self._subscriptions[sid] = berth.attach_sink(sid, self._sink, since)
+                self._subscriptions[sid] = self._berth.attach_sink(sid, self._sink, since)
             case p.ClientUnsubscribe():
                 self._unsubscribe(sid)
-            case p.SendPrompt(content=content):
-                berth.send_message(sid, content)
-            case p.ApproveTool(approval_id=approval_id, allow=allow, message=message):
-                berth.answer_approval(sid, approval_id, allow, message)
-            case p.AnswerQuestionFrame(question_id=question_id, answers=answers):
-                berth.answer_question(sid, question_id, answers)
-            case p.InterruptSession():
-                berth.interrupt(sid)
-            case p.UpdateSessionSettings(name=name, permission_mode=mode):
-                berth.update_settings(sid, name=name, permission_mode=mode)
-            case p.SetSessionModel(model=model):
-                berth.set_model(sid, model)
-            case p.GetSessionModels():
-                berth.request_models(sid)
 
     def _unsubscribe(self, sid: str) -> None:
         detach = self._subscriptions.pop(sid, None)
@@ -93,3 +96,23 @@ class ClientSession:
             self._connection.close(
                 SLOW_CLIENT, "client fell too far behind; reconnect and resubscribe to catch up"
             )
+
+
+def _session_command(frame: p.ClientToServer) -> Any | None:
+    """The session actor's command for a client frame (None: not a session command)."""
+    match frame:
+        case p.SendPrompt(content=content):
+            return m.SendUserMessage(content)
+        case p.ApproveTool(approval_id=approval_id, allow=allow, message=message):
+            return m.AnswerApproval(approval_id, allow, message)
+        case p.AnswerQuestionFrame(question_id=question_id, answers=answers):
+            return m.AnswerQuestion(question_id, answers)
+        case p.InterruptSession():
+            return m.InterruptTurn()
+        case p.UpdateSessionSettings(name=name, permission_mode=mode):
+            return m.ChangeSettings(name, mode)
+        case p.SetSessionModel(model=model):
+            return m.ChangeModel(model)
+        case p.GetSessionModels():
+            return m.RequestModels()
+    return None
