@@ -2,7 +2,7 @@
 
     from actors.api import Berth
     from actors.config import BerthConfig
-from actors.directory import Directory
+from actors.directory import Directory, SessionBoard
 
     with Berth.start(BerthConfig(image="berth-session:latest")) as berth:
         sid = berth.create_session(name="fix the flaky test")
@@ -31,7 +31,7 @@ import pykka
 from actors import messages as m
 from actors.clock import Clock
 from actors.config import BerthConfig
-from actors.directory import Directory
+from actors.directory import Directory, SessionBoard
 from actors.events import EventBus
 from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
@@ -101,7 +101,9 @@ class Berth:
         bus: EventBus,
         directory: Directory,
         pool_directory: Directory,
+        board: SessionBoard,
     ) -> None:
+        self._board = board
         self._supervisor = supervisor
         self._directory = directory
         #: Pool slots waiting for a session (the agent endpoint authenticates them here).
@@ -133,11 +135,11 @@ class Berth:
             runtime = DockerRuntime()
         timers = TimerService(clock)
         bus = EventBus()
-        directory, pool_directory = Directory(), Directory()
+        directory, pool_directory, board = Directory(), Directory(), SessionBoard()
         supervisor = SupervisorActor.start(
-            config, timers, runtime, bus, directory, pool_directory, refresher, environ
+            config, timers, runtime, bus, directory, pool_directory, board, refresher, environ
         )
-        return cls(supervisor, timers, bus, directory, pool_directory)
+        return cls(supervisor, timers, bus, directory, pool_directory, board)
 
     # ------------------------------------------------------------ sessions
 
@@ -145,8 +147,8 @@ class Berth:
         return str(self._ask(self._supervisor, m.CreateSession(m.SessionSpec(name=name, **fields))))
 
     def list_sessions(self) -> list[SessionInfo]:
-        result: list[SessionInfo] = self._ask(self._supervisor, m.ListSessions())
-        return result
+        """Every session's latest info, oldest first (read from the board, no ask)."""
+        return self._board.all()
 
     def lookup(self, session_id: str) -> m.SessionEntry:
         """The session's actor (or final view) from the supervisor's published directory."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from actors.messages import SessionEntry
+from transport.protocol import SessionInfo
 
 
 class Directory:
@@ -30,3 +31,28 @@ class Directory:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SessionBoard:
+    """Each session's latest ``SessionInfo``, posted by the session itself.
+
+    Listing sessions reads the board instead of asking every actor, and a
+    status change costs no message to the supervisor (which hears only of
+    sessions that end). Each session writes only its own entry; entries are
+    immutable values, replaced whole.
+    """
+
+    def __init__(self) -> None:
+        self._infos: dict[str, SessionInfo] = {}
+
+    def post(self, info: SessionInfo) -> None:
+        self._infos[info.id] = info
+
+    def remove(self, session_id: str) -> None:
+        self._infos.pop(session_id, None)
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        return self._infos.get(session_id)
+
+    def all(self) -> list[SessionInfo]:
+        return sorted(list(self._infos.values()), key=lambda info: info.created_at)

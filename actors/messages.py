@@ -82,11 +82,6 @@ class CreateSession:
 
 
 @dataclass(frozen=True)
-class ListSessions:
-    pass
-
-
-@dataclass(frozen=True)
 class LookupSession:
     session_id: str
 

@@ -26,6 +26,7 @@ import pykka
 from msgspec.structs import replace
 
 from actors.config import BerthConfig
+from actors.directory import SessionBoard
 from actors.events import EventBus
 from actors.journal import Journal
 from actors.messages import (
@@ -91,6 +92,7 @@ class SessionDeps:
     token: ActorRef
     container: ActorRef
     bus: EventBus
+    board: SessionBoard
     pool: ActorRef | None = None
 
 
@@ -136,6 +138,7 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
 
     def on_stop(self) -> None:
         self._release("session stopped")
+        self._deps.board.remove(self.session_id)
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         reason = f"Session crashed: {exc_type.__name__}: {exc}"
@@ -465,10 +468,13 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
         self._update_info(status=status, status_reason=reason)
 
     def _update_info(self, **changes: Any) -> None:
+        ended = not self._final and changes.get("status", self._info.status).is_final
         self._info = replace(self._info, **changes)
         info = self._info
         self._journal.publish(lambda seq: p.SessionUpdate(session_id=self.session_id, seq=seq, session=info))
-        self._tell(self._deps.supervisor, SessionChanged(info))
+        self._deps.board.post(info)
+        if ended:
+            self._tell(self._deps.supervisor, SessionChanged(info))
 
     def _add_message(
         self, kind: p.MessageKind, content: str, message_id: str | None = None, **extra: Any

@@ -25,14 +25,13 @@ import pykka
 
 from actors.config import BerthConfig
 from actors.container import ContainerActor
-from actors.directory import Directory
+from actors.directory import Directory, SessionBoard
 from actors.events import EventBus
 from actors.messages import (
     CreateSession,
     Delete,
     DeleteSession,
     GetChildren,
-    ListSessions,
     LookupSession,
     ReapOrphans,
     RemoveContainer,
@@ -84,6 +83,7 @@ class SupervisorActor(pykka.ThreadingActor):
         bus: EventBus,
         directory: Directory,
         pool_directory: Directory,
+        board: SessionBoard,
         refresher: Refresher | None = None,
         environ: dict[str, str] | None = None,
     ) -> None:
@@ -94,6 +94,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._bus = bus
         self._directory = directory
         self._pool_directory = pool_directory
+        self._board = board
         self._pool: Any | None = None
         self._live_count = 0
         self._refresher = refresher
@@ -118,6 +119,7 @@ class SupervisorActor(pykka.ThreadingActor):
             token=self._token,
             container=self._container,
             bus=self._bus,
+            board=self._board,
             pool=self._pool,
         )
 
@@ -151,8 +153,6 @@ class SupervisorActor(pykka.ThreadingActor):
         match message:
             case CreateSession(spec=spec):
                 return self._create(spec)
-            case ListSessions():
-                return [entry.info for entry in self._sessions.values()]
             case LookupSession(session_id=sid):
                 return self._lookup(sid)
             case TerminateSession(session_id=sid, reason=reason):
@@ -170,6 +170,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 fired = self._timers.accept(message)
                 if isinstance(fired, _EvictTombstone):
                     self._sessions.pop(fired.session_id, None)
+                    self._board.remove(fired.session_id)
             case GetChildren():
                 return {"token": self._token, "container": self._container, "pool": self._pool}
             case ShutdownTree():
@@ -221,6 +222,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return Rejected(f"no session with id {sid!r}", 404)
         self._timers.cancel(f"evict:{sid}")
         if entry.ref is None:
+            self._board.remove(sid)
             self._container.tell(RemoveContainer(sid))
             return None
         try:
@@ -237,6 +239,7 @@ class SupervisorActor(pykka.ThreadingActor):
         entry.ref = None
         entry.final_view = crash.final_view
         entry.info = crash.final_view.info
+        self._board.post(entry.info)
         self._container.tell(RemoveContainer(crash.session_id))
         self._timers.start(
             f"evict:{crash.session_id}", self._config.eviction_ttl, _EvictTombstone(crash.session_id)
