@@ -63,7 +63,8 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
         self._cond = threading.Condition()
         self._backlog: deque[bytes] = deque()
         self._limit = limit
-        self._writing = False
+        self._busy = False
+        self._handoff = False
         self._closing = False
         self._writer: threading.Thread | None = None
         self._name = name
@@ -84,27 +85,29 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
         return self.send_bytes(data)
 
     def send_bytes(self, data: bytes, force: bool = False) -> bool:
+        """One writer at a time owns the socket (``_busy``): the caller when it
+        can write at once, else the writer thread, to which a caller hands
+        over (``_handoff``) what the socket would not take."""
         with self._cond:
             if self._closing and not force:
                 return True
-            if self._writing or self._backlog:
+            if self._busy or self._backlog:
                 if len(self._backlog) >= self._limit and not force:
                     return False
                 self._backlog.append(data)
-                self._cond.notify()
+                self._cond.notify_all()
                 return True
-            self._writing = True
+            self._busy = True
         sent = self._try_send(data)
         with self._cond:
             if sent < len(data):
                 self._backlog.appendleft(data[sent:])
+            if self._backlog:
+                self._handoff = True
                 self._start_writer()
-                self._cond.notify()
-            elif self._backlog:
-                self._start_writer()
-                self._cond.notify()
             else:
-                self._writing = False
+                self._busy = False
+            self._cond.notify_all()
         return True
 
     def _try_send(self, data: bytes) -> int:
@@ -125,18 +128,16 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
             self._writer.start()
 
     def _drain(self) -> None:
-        """The writer: owns the socket while a backlog exists, blocking on it if it must.
+        """The writer: sends what was handed over, blocking on the socket if it must.
 
         It ends with the connection (``finish``) or when the peer is gone."""
         while True:
             with self._cond:
-                while not self._backlog:
-                    self._writing = False
-                    self._cond.notify_all()
+                while not (self._backlog and (self._handoff or not self._busy)):
                     if self.done.is_set() or not self.connected:
                         return
                     self._cond.wait(1.0)
-                self._writing = True
+                self._busy, self._handoff = True, False
                 batch = b"".join(self._backlog)
                 self._backlog.clear()
             try:
@@ -146,9 +147,15 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
                 with self._cond:
                     self._backlog.clear()
                     self._closing = True
-                    self._writing = False
+                    self._busy = False
                     self._cond.notify_all()
                 return
+            with self._cond:
+                if self._backlog:
+                    self._handoff = True
+                else:
+                    self._busy = False
+                self._cond.notify_all()
 
     def close(self, reason: int | None = None, message: str | None = None) -> None:
         """Queue the close frame after everything already queued; idempotent."""
@@ -166,7 +173,7 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
     def flush(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._backlog or self._writing) and self.connected:
+            while (self._backlog or self._busy) and self.connected:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
