@@ -56,6 +56,7 @@ def run_worker() -> int:
         return 2
     # The development fallback must not leak into the tools the model runs.
     os.environ.pop("BERTH_SESSION_TOKEN", None)
+    os.environ.pop("CLAUDE_CODE_OAUTH_TOKEN", None)
     return Agent(config).run()
 
 

@@ -71,6 +71,7 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
             close_timeout=config.close_timeout,
             env=env,
             claude_config_dir=str(config.credentials_path.parent),
+            wait_for_token=True,
         )
         return SdkRunner(sdk_config, token=token)
     builtin = BuiltinConfig(

@@ -11,18 +11,31 @@ first (so the CLI is told, rather than left waiting on a request nobody will
 answer), ends the channel, and stops the CLI within ``close_timeout``, after
 which it is killed. ``claude-agent-sdk`` is imported lazily: it is an
 optional extra, and ``agent`` must import without it.
+
+The Claude access token reaches the CLI only through the credentials file
+in its config dir (``agent.credentials``), which the CLI re-reads whenever
+the file changes, so a pushed token is used from the CLI's next API request
+on. It is never put in the CLI's environment: ``CLAUDE_CODE_OAUTH_TOKEN``
+there would pin the first token for the CLI's lifetime (an inherited one is
+blanked for the same reason). A CLI started with no credentials at all does
+not send the OAuth beta header on its next turn, so with ``wait_for_token``
+the runner waits for a token before starting the CLI. Details and the
+experiments behind this: ``docs/credentials.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.secret import Secret
 from agent.channel import InputChannel
+from agent.credentials import default_credentials_path, read_access_token, write_access_token
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
 from agent.sdk_permissions import PermissionBridge
 from agent.sdk_relay import SDK_MODES, Relay, result_text
@@ -43,6 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Credentials the CLI prefers to a claude.ai login in its credentials file.
+OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
 
 @dataclass(frozen=True)
 class SdkRunnerConfig:
@@ -55,6 +71,9 @@ class SdkRunnerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     claude_config_dir: str | None = None
     system_prompt_append: str | None = "You are running inside a Berth session container."
+    # Start the CLI only once there is a credential: a CLI started logged out
+    # fails its first turn after a token arrives (no OAuth beta header on it).
+    wait_for_token: bool = False
 
 
 @dataclass
@@ -96,6 +115,7 @@ class SdkRunner:
             self._emit, config.approval_timeout, lambda: self._turn is not None
         )
         self._stop = asyncio.Event()
+        self._token_arrived = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
         self._closing = False
@@ -119,6 +139,8 @@ class SdkRunner:
     async def _serve(self, channel: InputChannel[UserInput]) -> None:
         from claude_agent_sdk import ClaudeSDKClient
 
+        if not await self._credentials_ready():
+            return  # closed before there was a token to start with
         client = ClaudeSDKClient(self._options())
         self._client = client
         session = asyncio.ensure_future(self._session(client, channel))
@@ -206,14 +228,64 @@ class SdkRunner:
                 log.error("the SDK did not finish disconnecting; abandoning it")
         _kill(self._process or _cli_process(client))
 
-    def _options(self) -> ClaudeAgentOptions:
-        from claude_agent_sdk import ClaudeAgentOptions
+    # ----------------------------------------------------------- credentials
 
+    def _cli_env(self) -> dict[str, str]:
+        """What the runner adds to the environment the CLI inherits."""
         env = dict(self._config.env)
         if self._config.claude_config_dir:
             env["CLAUDE_CONFIG_DIR"] = self._config.claude_config_dir
-        if self._token:
-            env["CLAUDE_CODE_OAUTH_TOKEN"] = self._token.reveal()
+        # An OAuth token in the CLI's environment would beat the credentials
+        # file for the CLI's whole life; blank any the agent inherited.
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = ""
+        return env
+
+    def _credentials_path(self) -> Path:
+        return default_credentials_path({**os.environ, **self._cli_env()})
+
+    def _overriding_credential(self) -> str | None:
+        """The name of an environment credential the CLI would use instead of the file."""
+        env = {**os.environ, **self._cli_env()}
+        return next((name for name in OVERRIDING_ENV if env.get(name)), None)
+
+    def _write_credentials(self) -> None:
+        """Put the current token in the CLI's credentials file, unless it is there already."""
+        if not self._token:
+            return
+        path = self._credentials_path()
+        token = self._token.reveal()
+        if read_access_token(path) != token:
+            write_access_token(path, token, None)
+
+    async def _credentials_ready(self) -> bool:
+        """With ``wait_for_token``, wait (for a token or a close) while the CLI
+        would start with no credentials at all."""
+        try:
+            self._write_credentials()
+        except OSError as exc:
+            log.error("cannot write the Claude credentials file: %s", exc)
+        overriding = self._overriding_credential()
+        if overriding and self._token:
+            log.warning("%s is set: Claude Code will use it, not the pushed access token", overriding)
+        if not self._config.wait_for_token or self._token or overriding:
+            return True
+        if read_access_token(self._credentials_path()):
+            return True
+        log.info("waiting for a Claude access token before starting Claude Code")
+        waits = {asyncio.ensure_future(self._token_arrived.wait()), asyncio.ensure_future(self._stop.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return not self._closing and self._token is not None
+
+    # --------------------------------------------------------------- options
+
+    def _options(self) -> ClaudeAgentOptions:
+        from claude_agent_sdk import ClaudeAgentOptions
+
+        env = self._cli_env()
         prompt: Any = {"type": "preset", "preset": "claude_code"}
         if self._config.system_prompt_append:
             prompt["append"] = self._config.system_prompt_append
@@ -285,8 +357,12 @@ class SdkRunner:
         self._emit(SessionInfoUpdate(permission_mode=mode))
 
     async def update_token(self, token: Secret) -> None:
-        """Kept for the next CLI spawn; the running CLI reads the credentials file."""
+        """Rewrite the credentials file: the running CLI uses ``token`` from its next request."""
         self._token = token
+        try:
+            self._write_credentials()
+        finally:
+            self._token_arrived.set()
 
     async def close(self) -> None:
         self._closing = self._permissions.closing = True

@@ -47,6 +47,14 @@ check() {
     fi
 }
 
+# The real-CLI tests run the Claude CLI in a loopback-only network namespace (unshare + ip).
+need_apt=()
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v git >/dev/null || need_apt+=(git)
+if ((${#need_apt[@]})); then
+    setup "apt packages" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${need_apt[*]}"
+fi
 setup "pip install" python3 -m pip install --quiet -e '.[test]'
 setup "docker engine" bash scripts/docker-up.sh
 setup "base image" bash scripts/build-base-image.sh

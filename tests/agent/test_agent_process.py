@@ -52,6 +52,7 @@ def env(tmp_path: Path, server: AgentServer) -> dict[str, str]:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "session-token").write_text("session-secret\n")
+    (secrets / "oauth-token").write_text("sk-ant-oat01-process-fixture-token-000000\n")
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "PYTHONPATH": str(REPO),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 from actors.secret import Secret
-from agent.credentials import default_credentials_path, write_access_token
+from agent.credentials import default_credentials_path, read_access_token, write_access_token
 
 TOKEN = "sk-ant-oat01-abcdefghijklmnopqrstuvwxyz-0123456789"
 
@@ -34,6 +35,27 @@ def test_a_new_token_replaces_the_file_without_leaving_temp_files(tmp_path):
     assert (data["accessToken"], data["expiresAt"]) == (TOKEN, None)
     assert "refreshToken" not in data
     assert [p.name for p in tmp_path.iterdir()] == [".credentials.json"]
+
+
+def test_every_rewrite_changes_the_mtime_the_claude_cli_watches(tmp_path):
+    # The CLI re-reads the file only when its mtime changed; coarse clocks
+    # (or a clock set back) must not hide a new token.
+    path = tmp_path / ".credentials.json"
+    write_access_token(path, "first-token-value-000000", None)
+    later = path.stat().st_mtime_ns + 3_600 * 10**9
+    os.utime(path, ns=(later, later))
+    write_access_token(path, TOKEN, None)
+    assert path.stat().st_mtime_ns > later
+    assert read_access_token(path) == TOKEN
+
+
+def test_reading_a_missing_or_damaged_credentials_file_gives_no_token(tmp_path):
+    path = tmp_path / ".credentials.json"
+    assert read_access_token(path) is None
+    path.write_text("{not json")
+    assert read_access_token(path) is None
+    path.write_text(json.dumps({"claudeAiOauth": {"accessToken": ""}}))
+    assert read_access_token(path) is None
 
 
 def test_the_credentials_path_follows_claude_config_dir(tmp_path):

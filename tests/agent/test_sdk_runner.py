@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from actors.secret import Secret
+from agent.credentials import read_access_token
 from agent.runner import RunnerClosed, RunnerFailed, TurnOutcome
 from agent.sdk_runner import SdkRunner, SdkRunnerConfig
 from tests.agent.helpers import RunnerHarness, run_async
@@ -52,6 +53,7 @@ class FakeCli:
         turns: dict[str, Any] | None = None,
         token: str | None = None,
         approval_timeout: float = 5.0,
+        wait_for_token: bool = False,
         **script: Any,
     ) -> RunnerHarness:
         self.script.write_text(json.dumps({"turns": turns or {}, **script}))
@@ -62,12 +64,16 @@ class FakeCli:
             close_timeout=CLOSE_TIMEOUT,
             env={"FAKE_CLAUDE_SCRIPT": str(self.script), "FAKE_CLAUDE_LOG": str(self.log)},
             claude_config_dir=str(self.dir / "claude"),
+            wait_for_token=wait_for_token,
         )
         return RunnerHarness(SdkRunner(config, Secret(token) if token else None), close_bound=CLOSE_BOUND + 1)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
         return [e for e in map(json.loads, lines) if e["event"] == name]
+
+    def credentials(self) -> str | None:
+        return read_access_token(self.dir / "claude" / ".credentials.json")
 
 
 @pytest.fixture
@@ -335,16 +341,49 @@ def test_closing_kills_a_cli_that_ignores_the_end_of_its_input(cli):
     run_async(scenario())
 
 
-def test_the_cli_gets_the_access_token_the_config_dir_and_the_workspace(cli):
+def test_the_cli_gets_the_token_in_its_credentials_file_never_in_its_environment(cli, monkeypatch):
+    # A token in the CLI's environment would pin it for the CLI's lifetime
+    # (docs/credentials.md); an inherited one is blanked.
+    monkeypatch.setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-inherited-token-value")
+
     async def scenario():
         async with cli.harness(token="sk-ant-oat01-pushed-token-value") as h:
             await h.turn(h.send("hello"))
+            assert cli.credentials() == "sk-ant-oat01-pushed-token-value"
             await h.runner.update_token(Secret("sk-ant-oat01-newer-token-value"))
+            assert cli.credentials() == "sk-ant-oat01-newer-token-value"
         [start] = cli.events("start")
-        assert start["oauth_token"] == "sk-ant-oat01-pushed-token-value"
+        assert start["oauth_token"] == ""
         assert (start["config_dir"], start["cwd"]) == (str(cli.dir / "claude"), str(cli.dir))
         assert "--include-partial-messages" in start["argv"]
-        assert h.runner._token == Secret("sk-ant-oat01-newer-token-value")
+
+    run_async(scenario())
+
+
+def test_with_wait_for_token_the_cli_starts_only_once_a_token_arrives(cli):
+    async def scenario():
+        async with cli.harness(wait_for_token=True) as h:
+            item = h.send("hello")
+            await asyncio.sleep(0)  # one loop step: the runner is now parked on the token
+            assert h.runner._client is None and not cli.events("start")
+            await h.runner.update_token(Secret("sk-ant-oat01-first-token-value"))
+            assert (await h.turn(item)).result == "You said: hello"
+            assert cli.credentials() == "sk-ant-oat01-first-token-value"
+            assert len(cli.events("start")) == 1
+
+    run_async(scenario())
+
+
+def test_closing_while_waiting_for_a_token_fails_the_queued_turn_as_closed(cli):
+    async def scenario():
+        h = cli.harness(wait_for_token=True)
+        await h.__aenter__()
+        item = h.send("hello")
+        assert await h.close() < CLOSE_BOUND
+        with pytest.raises(RunnerClosed):
+            await h.turn(item)
+        assert not cli.events("start")
+        h.task.result()  # a close is not a failure
 
     run_async(scenario())
 
