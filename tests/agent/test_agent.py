@@ -7,7 +7,6 @@ import logging
 import stat
 import subprocess
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -23,13 +22,6 @@ from transport.protocol import GetModels, ProtocolError, Shutdown, TokenUpdate, 
 pytestmark = pytest.mark.timeout(30)
 
 TOKEN = "sk-ant-oat01-SECRET-access-token-0123456789abcdef"
-
-
-@pytest.fixture
-def server() -> Iterator[AgentServer]:
-    srv = AgentServer().start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

@@ -41,13 +41,6 @@ class AgentProcess:
 
 
 @pytest.fixture
-def server() -> Iterator[AgentServer]:
-    srv = AgentServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def env(tmp_path: Path, server: AgentServer) -> dict[str, str]:
     secrets = tmp_path / "secrets"
     secrets.mkdir()

@@ -54,13 +54,6 @@ class Client:
 
 
 @pytest.fixture
-def server() -> Iterator[AgentServer]:
-    srv = AgentServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def clients() -> Iterator[Callable[..., Client]]:
     made: list[Client] = []
 
