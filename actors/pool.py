@@ -81,6 +81,8 @@ class PoolActor(pykka.ThreadingActor):
         self._directory = directory
         self._slots: dict[str, _Slot] = {}
         self._live_sessions = 0
+        #: Pooled containers lost since a pooled agent last connected.
+        self._losses = 0
         self._stats = _Stats()
 
     def on_start(self) -> None:
@@ -149,6 +151,7 @@ class PoolActor(pykka.ThreadingActor):
         if slot.link is not None:
             slot.link.close(4003, "replaced by a newer connection")
         slot.link = link
+        self._losses = 0  # a pooled agent came up: containers work again
 
     def _lost(self, key: str, why: str, retry_later: bool) -> None:
         slot = self._slots.pop(key, None)
@@ -161,10 +164,16 @@ class PoolActor(pykka.ThreadingActor):
         self._publish()
         if retry_later:
             self._stats.failed_starts += 1
-            self._timers.start("refill", self._config.pool_retry_delay, _Refill())
         else:
             self._stats.replaced += 1
+        self._losses += 1
+        if self._losses == 1 and not retry_later:
             self._fill()
+            return
+        # Containers that keep dying before their agent connects (a broken image,
+        # a full disk) must not be replaced in a tight loop: back off, capped.
+        delay = min(self._config.pool_retry_delay * 2 ** max(0, self._losses - 2), 60.0)
+        self._timers.start("refill", delay, _Refill())
 
     def _fill(self) -> None:
         if "refill" in self._timers.armed():

@@ -124,6 +124,7 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
         self._container_id: str | None = None
         self._token: Secret | None = None
         self._token_attempts = 0
+        self._pushed: tuple[str, Secret] | None = None
         self._timers: ActorTimers  # set in on_start, when actor_ref exists
 
     # ------------------------------------------------------------ lifecycle
@@ -350,8 +351,13 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
             raise OverflowError("the agent is unreachable and its queue is full")
 
     def _push_token(self) -> None:
-        if self._link is not None and self._token is not None and not self._final:
-            self._link.send(p.TokenUpdate(token=self._token.reveal()))
+        """Give the agent the current token, once per token per connection."""
+        if self._link is None or self._token is None or self._final:
+            return
+        if self._pushed == (self._link.link_id, self._token):
+            return
+        self._pushed = (self._link.link_id, self._token)
+        self._link.send(p.TokenUpdate(token=self._token.reveal()))
 
     # ------------------------------------------------------------ commands
 

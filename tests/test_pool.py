@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.api import Berth
+from actors.clock import ManualClock
 from actors.messages import ListContainers, PoolAgentAttached
 from tests.fake_link import FakeLink
 from tests.stub_runtime import StubRuntime
@@ -112,3 +113,21 @@ def test_shutting_down_removes_the_pooled_containers(tree):
     connect_pool_agents(berth, runtime, 3)
     berth.shutdown()
     assert runtime.containers == {}
+
+
+def test_pooled_containers_that_keep_dying_are_replaced_with_backoff_not_in_a_loop(tree):
+    runtime = StubRuntime()
+    clock = ManualClock()
+    berth = tree(runtime=runtime, clock=clock, warm_pool_size=1, pool_retry_delay=5)
+    wait_until(lambda: len(pooled(runtime)) == 1, what="a pooled container")
+    first = pooled(runtime)[0]
+    runtime.exit(first.id, 1)
+    # the first loss is replaced at once
+    wait_until(lambda: pooled(runtime) and pooled(runtime)[0].id != first.id, what="a replacement")
+    runtime.exit(pooled(runtime)[0].id, 1)
+    wait_until(lambda: berth.pool_status()["replaced"] == 2, what="the second loss")
+    # the second loss in a row waits for the backoff: nothing new starts until the clock moves
+    wait_until(lambda: berth.timers.pending() >= 1, what="the refill timer")
+    assert not [c for c in pooled(runtime) if c.running]
+    clock.advance(5)
+    wait_until(lambda: [c for c in pooled(runtime) if c.running], what="the delayed replacement")
