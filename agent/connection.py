@@ -29,7 +29,14 @@ import websocket
 
 from agent.outbox import Entry, Outbox, encode_entry
 from agent.reconnect import STOP_CLOSE_CODES, STOP_HTTP_STATUSES, CloseInfo, backoff_delay, parse_close
-from transport.protocol import AgentError, AgentToServer, FrameError, ServerToAgent, decode_server_frame
+from transport.protocol import (
+    AgentError,
+    AgentToServer,
+    FrameError,
+    ServerToAgent,
+    Stream,
+    decode_server_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +110,42 @@ class AgentConnection:
     # ---------------------------------------------------------------- sending
 
     def send(self, frame: AgentToServer) -> None:
-        """Queue ``frame``; never blocks. Raises OutboxFull or ConnectionStopped."""
+        """Queue ``frame``; never blocks on a full outbox. Raises OutboxFull or
+        ConnectionStopped.
+
+        A non-stream frame with nothing queued ahead of it is written by the
+        caller itself: on the turn's critical path that saves waking the
+        writer thread. Stream frames always queue, to be coalesced.
+        """
         with self._cond:
             if self._closing or self.stop_info is not None:
                 raise ConnectionStopped("the connection to the server is closed")
-            if self._outbox.put(frame, time.monotonic()):
+            ws = self._ws
+            if isinstance(frame, Stream) or ws is None or self._outbox or self._inflight or self._draining:
+                if self._outbox.put(frame, time.monotonic()):
+                    self._cond.notify_all()
+                return
+            self._inflight = True
+        self._send_now(ws, frame)
+
+    def _send_now(self, ws: websocket.WebSocket, entry: Entry | None) -> None:
+        """Write one entry (None: a ping); the caller holds the ``_inflight`` claim."""
+        try:
+            if entry is None:
+                ws.ping()
+            else:
+                ws.send(encode_entry(entry), websocket.ABNF.OPCODE_TEXT)
+        except Exception as exc:
+            log.info("send failed, will resend after reconnecting: %s", exc or type(exc).__name__)
+            with self._cond:
+                if entry is not None and not self._writer_exit:
+                    self._outbox.requeue(entry)
+                if self._ws is ws:
+                    self._ws = None
+            _abort(ws)
+        finally:
+            with self._cond:
+                self._inflight = False
                 self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
@@ -313,23 +351,7 @@ class AgentConnection:
             if action is None:
                 return
             ws, entry = action
-            try:
-                if entry is None:
-                    ws.ping()
-                else:
-                    ws.send(encode_entry(entry), websocket.ABNF.OPCODE_TEXT)
-            except Exception as exc:
-                log.info("send failed, will resend after reconnecting: %s", exc or type(exc).__name__)
-                with self._cond:
-                    if entry is not None and not self._writer_exit:
-                        self._outbox.requeue(entry)
-                    if self._ws is ws:
-                        self._ws = None
-                _abort(ws)
-            finally:
-                with self._cond:
-                    self._inflight = False
-                    self._cond.notify_all()
+            self._send_now(ws, entry)
 
     def _next_action_locked(self) -> tuple[websocket.WebSocket, Entry | None] | None:
         """Wait for something to send: (socket, entry), (socket, None) to ping, None to exit."""
@@ -337,9 +359,10 @@ class AgentConnection:
             if self._writer_exit:
                 return None
             ws, wait = self._ws, None
-            if ws is not None:
+            if ws is not None and not self._inflight:
                 if self._ping_wanted:
                     self._ping_wanted = False
+                    self._inflight = True
                     return ws, None
                 entry, wait = self._outbox.take(time.monotonic(), flush=self._draining)
                 if entry is not None:
