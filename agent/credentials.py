@@ -74,7 +74,9 @@ def write_access_token(path: Path, token: str, expires_at_ms: int | None) -> Non
             os.fchmod(tmp.fileno(), 0o600)
             json.dump(payload, tmp)
             tmp.flush()
-            os.fsync(tmp.fileno())
+            # No fsync: the file lives only as long as its container and is
+            # rewritten from memory on every token_update; an fsync on the
+            # container's overlay filesystem cost tens of ms of every start.
             written = os.fstat(tmp.fileno())
         if previous_mtime is not None and written.st_mtime_ns <= previous_mtime:
             bumped = previous_mtime + 1_000_000  # 1 ms: the CLI compares mtimes in ms

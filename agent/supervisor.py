@@ -42,9 +42,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._forward)
         while True:
-            self._worker = os.posix_spawn(
-                sys.executable, [sys.executable, "-m", "agent", "--worker"], os.environ
-            )
+            self._worker = self._fork_worker()
             self.pid_file.write_text(f"{self._worker}\n")
             code = self._wait_for_worker(self._worker)
             self._worker = None
