@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import simple_websocket
 
-from transport.protocol import encode
+from transport.protocol import encode_bytes
 from transport.websocket import InlineWebSocket
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Connection:
 
     def send(self, frame: msgspec.Struct) -> bool:
         """False when the peer has fallen more than the outbox limit behind."""
-        return self.ws.send_text(encode(frame))
+        return self.ws.send_utf8(encode_bytes(frame))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.close_reason = reason or self.close_reason
