@@ -106,3 +106,14 @@ def test_a_full_backlog_is_reported_instead_of_blocking_the_sender(serve):
     assert reader_may_go.wait(30)
     assert result["accepted"] < 100_000 and result["seconds"] < 5
     client.close()
+
+
+@pytest.mark.parametrize("size", [0, 5, 125, 126, 200, 65535, 65536, 100_000])
+def test_hand_made_text_frames_are_byte_for_byte_what_wsproto_makes(size):
+    from wsproto.frame_protocol import FrameProtocol
+
+    from transport.websocket import _text_frame
+
+    payload = ("é" * size).encode()[:size]  # multi-byte UTF-8, cut at any byte count
+    text = payload.decode(errors="ignore").encode()
+    assert _text_frame(text) == bytes(FrameProtocol(False, []).send_data(text.decode(), True))
