@@ -174,3 +174,14 @@ def test_a_second_agent_connection_replaces_the_first_with_close_code_4003(runni
     call(running, "POST", f"/api/sessions/{sid}/message", {"content": "to the second"})
     assert second.recv_until(lambda f: f["type"] == "user_message")[0]["content"] == "to the second"
     assert running.berth.get_session(sid).info.status == "idle"
+
+
+def test_the_api_token_is_generated_once_into_a_private_file(tmp_path):
+    from transport.auth import load_or_create_api_token
+
+    first, created = load_or_create_api_token(tmp_path / "state")
+    again, created_again = load_or_create_api_token(tmp_path / "state")
+    token_file = tmp_path / "state" / "api-token"
+    assert created and not created_again and first == again
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    assert first.reveal() not in repr(first)
