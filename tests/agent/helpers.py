@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tests.waiting import wait_until
 from transport.protocol import AgentToServer
+
+__all__ = ["RecordingHost", "run_async", "wait_until"]
 
 F = TypeVar("F")
 
@@ -52,16 +55,6 @@ class RecordingHost:
     ) -> F:
         """``wait_for`` from inside an event loop without blocking it."""
         return await asyncio.to_thread(self.wait_for, kind, predicate, timeout)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "the condition") -> None:
-    """Poll ``predicate`` until it holds; for state that has no event to wait on."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.005)
 
 
 def run_async(coro: Any, timeout: float = 30.0) -> Any:

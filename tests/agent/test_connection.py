@@ -97,6 +97,9 @@ def test_frames_sent_while_the_server_is_down_arrive_in_order_when_it_comes_back
     client = clients(server)
     server.wait_connection(0)
     server.stop()
+    # "While the server is down" means once the agent knows it: a frame written
+    # into the socket in the instant the server closes it has no ack to lose.
+    wait_until(lambda: not client.conn.connected, what="the agent to notice the server is gone")
     for message in progress(30):
         client.conn.send(SetupProgress(message=message))
     server.start()
