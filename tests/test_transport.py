@@ -107,6 +107,10 @@ def test_a_full_turn_reaches_a_subscribed_client_with_sequence_numbers(running):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert any(f["type"] == "stream" and f["tokens"] == ["hel", "lo"] for f in before)
     assert result["costUsd"] == 0.01
+    assert not [f for f in before if f["type"] == "ack"]  # no requestId, no ack
+    client.send({"type": "send_prompt", "sessionId": sid, "content": "again", "requestId": "p2"})
+    ack = client.recv_until(lambda f: f["type"] == "ack")[0]
+    assert ack["requestId"] == "p2" and ack["sessionId"] == sid
 
 
 def test_a_malformed_agent_frame_gets_an_error_and_the_connection_and_session_survive(running):
@@ -147,7 +151,7 @@ def test_a_client_that_resubscribes_since_n_gets_exactly_what_it_missed(running)
         agent.send({"type": "stream", "messageId": "m", "tokens": [str(i)]})
     wait_until(lambda: running.berth.get_session(sid).seq >= last_seen + 3, what="events")
     again = client_for(running)
-    again.send({"type": "subscribe", "sessionId": sid, "since": last_seen})
+    again.send({"type": "subscribe", "sessionId": sid, "since": last_seen, "requestId": "again"})
     frames = [again.recv() for _ in range(3)]
     assert [f["tokens"] for f in frames] == [["0"], ["1"], ["2"]]
     assert [f["seq"] for f in frames] == [last_seen + 1, last_seen + 2, last_seen + 3]

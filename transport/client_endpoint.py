@@ -68,7 +68,8 @@ class ClientSession:
 
     def _reply(self, frame: p.ClientToServer, outcome: Rejected | None) -> None:
         if outcome is None:
-            self._connection.send(p.Ack(request_id=frame.request_id, session_id=frame.session_id))
+            if frame.request_id is not None:  # acks only for clients that track requests
+                self._connection.send(p.Ack(request_id=frame.request_id, session_id=frame.session_id))
         else:
             self._connection.send(
                 p.ProtocolError(
