@@ -137,7 +137,13 @@ class SdkRunner:
             self._stopped.set()
 
     async def _serve(self, channel: InputChannel[UserInput]) -> None:
-        from claude_agent_sdk import ClaudeSDKClient
+        try:
+            from claude_agent_sdk import ClaudeSDKClient
+        except ImportError:
+            raise RunnerFailed(
+                "the session image has no claude-agent-sdk: rebuild it with "
+                "`BERTH_IMAGE_EXTRAS=sdk bash scripts/build-image.sh`, or use the built-in runner"
+            ) from None
 
         if not await self._credentials_ready():
             return  # closed before there was a token to start with

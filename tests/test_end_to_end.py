@@ -200,3 +200,10 @@ def test_a_warm_pool_session_is_ready_from_a_pre_started_container(base_config, 
         wait_until(lambda: running.berth.pool_status()["ready"] == 1, timeout=60, what="the pool to refill")
     finally:
         running.stop()
+
+
+def test_asking_for_claude_code_in_an_image_without_the_sdk_ends_in_error_naming_the_fix(e2e):
+    sid = e2e.create(runner="sdk")
+    wait_until(lambda: e2e.status(sid) == "error", timeout=60, what="the error")
+    text = "\n".join(m["content"] for m in e2e.history(sid))
+    assert "no claude-agent-sdk" in text and "BERTH_IMAGE_EXTRAS=sdk" in text
