@@ -82,11 +82,6 @@ class CreateSession:
 
 
 @dataclass(frozen=True)
-class LookupSession:
-    session_id: str
-
-
-@dataclass(frozen=True)
 class TerminateSession:
     session_id: str
     reason: str = "terminated by user"
@@ -109,7 +104,7 @@ class ShutdownTree:
 
 @dataclass(frozen=True)
 class SessionEntry:
-    """The supervisor's answer to ``LookupSession``: a live actor or a tombstone."""
+    """A session as the edges find it in the directory: a live actor or a tombstone."""
 
     session_id: str
     ref: ActorRef | None

@@ -432,8 +432,7 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
         """The one way into ``error`` or ``terminated``: also schedules eviction."""
         if self._final:
             return
-        for name in self._timers.armed():
-            self._timers.cancel(name)
+        self._timers.cancel_all()
         self._pending_approval = self._pending_question = None
         self._agent_queue.clear()
         self._add_message("error" if status is S.ERROR else "system", reason)
@@ -444,22 +443,23 @@ class SessionActor(pykka.ThreadingActor, AgentFrameHandler):
     def _terminate(self, reason: str) -> None:
         if self._final:
             return
-        if self._link is not None:
-            self._link.send(p.Shutdown(reason=reason))
-        self._close_link(1000, "shutdown")
+        self._dismiss_agent(reason)
         self._finish(S.TERMINATED, f"Session terminated: {reason}")
         self._deps.container.tell(RemoveContainer(self.session_id))
 
     def _delete(self) -> None:
         self._timers.cancel_all()
-        if self._link is not None:
-            self._link.send(p.Shutdown(reason="session deleted"))
-        self._close_link(1000, "shutdown")
+        self._dismiss_agent("session deleted")
         self._deps.container.tell(RemoveContainer(self.session_id))
         if not self._final:
             self._set_status(S.TERMINATED, "deleted")
-        self._timers.cancel_all()
         self.stop()
+
+    def _dismiss_agent(self, reason: str) -> None:
+        """Tell the agent the session is over, then close its link for good."""
+        if self._link is not None:
+            self._link.send(p.Shutdown(reason=reason))
+        self._close_link(1000, "shutdown")
 
     def _evict(self) -> None:
         self._deps.container.tell(RemoveContainer(self.session_id))

@@ -32,7 +32,6 @@ from actors.messages import (
     Delete,
     DeleteSession,
     GetChildren,
-    LookupSession,
     ReapOrphans,
     RemoveContainer,
     SessionChanged,
@@ -153,8 +152,6 @@ class SupervisorActor(pykka.ThreadingActor):
         match message:
             case CreateSession(spec=spec):
                 return self._create(spec)
-            case LookupSession(session_id=sid):
-                return self._lookup(sid)
             case TerminateSession(session_id=sid, reason=reason):
                 return self._tell_session(sid, Terminate(reason))
             case DeleteSession(session_id=sid):
@@ -198,12 +195,6 @@ class SupervisorActor(pykka.ThreadingActor):
         info = SessionInfo(id=sid, name=spec.name, status=SessionStatus.STARTING, created_at=time.time())
         self._sessions[sid] = _Entry(info=info, agent_token=token, ref=ref)
         return sid
-
-    def _lookup(self, sid: str) -> SessionEntry | Rejected:
-        entry = self._sessions.get(sid)
-        if entry is None:
-            return Rejected(f"no session with id {sid!r}", 404)
-        return SessionEntry(sid, entry.ref, entry.agent_token, entry.final_view)
 
     def _tell_session(self, sid: str, message: Any) -> Rejected | None:
         entry = self._sessions.get(sid)
