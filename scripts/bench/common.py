@@ -381,6 +381,13 @@ def start_berth_serve(
         "--warm",
         str(warm),
     ]
+    return _launch_server(argv, workdir, instance, state_dir, token, timeout)
+
+
+def _launch_server(
+    argv: list[str], workdir: Path, instance: str, state_dir: Path, token: str, timeout: float
+) -> Server:
+    """Start a server process and wait for the line that gives its port."""
     env = {"CLAUDE_CODE_OAUTH_TOKEN": DUMMY_OAUTH}
     process = Process(argv, workdir / f"server-{instance}.log", env)
     try:
@@ -407,14 +414,7 @@ def start_boot_server(workdir: Path, instance: str, max_sessions: int = 50, time
         "--api-token-file",
         str(token_file),
     ]
-    env = {"CLAUDE_CODE_OAUTH_TOKEN": DUMMY_OAUTH}
-    process = Process(argv, workdir / f"server-{instance}.log", env)
-    try:
-        line = process.expect("Berth is serving on ", timeout)
-    except BaseException:
-        process.stop(timeout=30)
-        raise
-    return Server(process, _serving_port(line), token, state_dir, instance, argv)
+    return _launch_server(argv, workdir, instance, state_dir, token, timeout)
 
 
 def start_host_agent(
