@@ -2,7 +2,6 @@
 
     from actors.api import Berth
     from actors.config import BerthConfig
-from actors.directory import Directory, SessionBoard
 
     with Berth.start(BerthConfig(image="berth-session:latest")) as berth:
         sid = berth.create_session(name="fix the flaky test")
@@ -23,18 +22,21 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any
 
 import pykka
 
 from actors import messages as m
-from actors.clock import Clock
+from actors.clock import Clock, ManualClock
 from actors.config import BerthConfig
-from actors.directory import Directory, SessionBoard
+from actors.directory import Directory
 from actors.events import EventBus
 from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
+from actors.settle import settle
+from actors.store import SessionStore
 from actors.supervisor import SupervisorActor
 from actors.timers import TimerService
 from actors.token import Refresher, validate_token_config
@@ -101,9 +103,7 @@ class Berth:
         bus: EventBus,
         directory: Directory,
         pool_directory: Directory,
-        board: SessionBoard,
     ) -> None:
-        self._board = board
         self._supervisor = supervisor
         self._directory = directory
         #: Pool slots waiting for a session (the agent endpoint authenticates them here).
@@ -122,11 +122,16 @@ class Berth:
         clock: Clock | None = None,
         refresher: Refresher | None = None,
         environ: dict[str, str] | None = None,
+        store: SessionStore | None = None,
+        executor: Callable[[int], Executor] | None = None,
+        ids: Callable[[], str] | None = None,
     ) -> Berth:
         """Start the tree; raises EngineUnavailable when no Docker engine answers.
 
         Raises ValueError (``ClaudeDirError`` for a bad ``claude_dir``) naming the
-        problem and the fix before anything starts.
+        problem and the fix before anything starts. Tests inject the clock, the
+        container worker pool (``executor(workers)``) and the session ids; with a
+        ``ManualClock``, ``clock.advance`` settles the tree after each timer.
         """
         config = validate_token_config(config or BerthConfig())
         if runtime is None:
@@ -135,11 +140,24 @@ class Berth:
             runtime = DockerRuntime()
         timers = TimerService(clock)
         bus = EventBus()
-        directory, pool_directory, board = Directory(), Directory(), SessionBoard()
+        directory, pool_directory = Directory(), Directory()
         supervisor = SupervisorActor.start(
-            config, timers, runtime, bus, directory, pool_directory, board, refresher, environ
+            config,
+            timers,
+            runtime,
+            bus,
+            directory,
+            pool_directory,
+            refresher,
+            environ,
+            store=store,
+            executor=executor,
+            ids=ids,
         )
-        return cls(supervisor, timers, bus, directory, pool_directory, board)
+        berth = cls(supervisor, timers, bus, directory, pool_directory)
+        if isinstance(clock, ManualClock):
+            timers.settle_hook = berth.settle
+        return berth
 
     # ------------------------------------------------------------ sessions
 
@@ -147,8 +165,8 @@ class Berth:
         return str(self._ask(self._supervisor, m.CreateSession(m.SessionSpec(name=name, **fields))))
 
     def list_sessions(self) -> list[SessionInfo]:
-        """Every session's latest info, oldest first (read from the board, no ask)."""
-        return self._board.all()
+        """Every session's latest info, oldest first (read from the registry, no ask)."""
+        return self._directory.infos()
 
     def lookup(self, session_id: str) -> m.SessionEntry:
         """The session's actor (or final view) from the supervisor's published directory."""
@@ -159,14 +177,13 @@ class Berth:
 
     def get_session(self, session_id: str) -> m.SessionView:
         entry = self.lookup(session_id)
-        if entry.ref is None:
-            assert entry.final_view is not None
-            return entry.final_view
-        try:
-            view: m.SessionView = self._ask(entry.ref, m.GetView())
-        except pykka.ActorDeadError:
-            return self.get_session(session_id)
-        return view
+        if entry.ref is not None:
+            try:
+                view: m.SessionView = self._ask(entry.ref, m.GetView())
+                return view
+            except pykka.ActorDeadError:
+                entry = self.lookup(session_id)  # it stopped meanwhile: read what it left
+        return _final_view(entry)
 
     def terminate_session(self, session_id: str, reason: str = "terminated by user") -> None:
         self._ask(self._supervisor, m.TerminateSession(session_id, reason))
@@ -252,16 +269,15 @@ class Berth:
     def attach_sink(self, session_id: str, sink: m.EventSink, since: int | None = None) -> Callable[[], None]:
         """Feed one session's events to ``sink``; returns the function that detaches it."""
         entry = self.lookup(session_id)
-        if entry.ref is None:
-            assert entry.final_view is not None
-            sink(_snapshot_of(entry.final_view))
-            return lambda: None
         ref = entry.ref
-        try:
-            self._ask(ref, m.Subscribe(sink, since))
-        except pykka.ActorDeadError:
-            return self.attach_sink(session_id, sink, since)
-        return lambda: _tell_quietly(ref, m.Unsubscribe(sink))
+        if ref is not None:
+            try:
+                self._ask(ref, m.Subscribe(sink, since))
+                return lambda: _tell_quietly(ref, m.Unsubscribe(sink))
+            except pykka.ActorDeadError:
+                entry = self.lookup(session_id)  # it stopped meanwhile: read what it left
+        sink(_snapshot_of(_final_view(entry)))
+        return lambda: None
 
     def wait_for_status(self, session_id: str, statuses: Collection[str], timeout: float) -> m.SessionView:
         """Block until the session's status is one of ``statuses``."""
@@ -285,6 +301,10 @@ class Berth:
             return view
 
     # ------------------------------------------------------------ lifecycle
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until no actor has a message to handle and no timer is due (tests)."""
+        settle(self.timers.due, timeout)
 
     def shutdown(self, timeout: float = 120.0) -> None:
         if self._supervisor.is_alive():
@@ -326,6 +346,17 @@ class Berth:
         if isinstance(result, Rejected):
             raise BerthError(result.reason, result.code)
         return result
+
+
+def _final_view(entry: m.SessionEntry) -> m.SessionView:
+    """What a session left behind: its final view, or its last posted info."""
+    if entry.final_view is not None:
+        return entry.final_view
+    if entry.cell is None:
+        raise BerthError(f"session {entry.session_id} has ended", 409)
+    return m.SessionView(
+        info=entry.cell.info, history=(), pending_approval=None, pending_question=None, seq=0
+    )
 
 
 def _snapshot_of(view: m.SessionView) -> Snapshot:

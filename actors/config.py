@@ -31,6 +31,10 @@ class BerthConfig:
     token_retry_delay: float = 5.0
     reconnect_grace: float = 30.0
     container_stop_timeout: float = 2.0
+    #: First wait before restarting a failed token, container or pool service; doubles each time.
+    child_restart_delay: float = 0.5
+    #: The longest wait between restarts of a failed service.
+    child_restart_max_delay: float = 30.0
     container_workers: int = 8
     #: Where agents reach the server from inside their container (host network).
     server_url: str = "ws://127.0.0.1:8765"
@@ -73,7 +77,14 @@ class BerthConfig:
             raise ValueError("max_sessions must be >= 0 (0 means no limit)")
         if self.history_limit < 1:
             raise ValueError("history_limit must be >= 1")
-        for name in ("eviction_ttl", "startup_timeout", "token_retry_delay", "reconnect_grace"):
+        for name in (
+            "eviction_ttl",
+            "startup_timeout",
+            "token_retry_delay",
+            "reconnect_grace",
+            "child_restart_delay",
+            "child_restart_max_delay",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():

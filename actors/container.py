@@ -16,7 +16,8 @@ import logging
 import os
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ import pykka
 from actors.config import BerthConfig
 from actors.messages import (
     ActorRef,
+    AdoptContainers,
+    ChildFailed,
     ContainerExited,
     ContainerStarted,
     ContainerStartFailed,
     ListContainers,
+    Probe,
     ReapOrphans,
     RemoveContainer,
     StartContainer,
@@ -46,6 +50,7 @@ from actors.runtime import (
     RuntimeError_,
 )
 from actors.secret import Secret
+from actors.settle import answer_probe
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ class _ExitSeen:
 class _OrphansFound:
     records: tuple[ContainerRecord, ...]
     keep: frozenset[str]
+    #: Track the kept sessions' containers again (after a restart of this actor).
+    adopt: bool = False
 
 
 def _describe(exc: BaseException) -> str:
@@ -79,11 +86,24 @@ def _describe(exc: BaseException) -> str:
 
 
 class ContainerActor(pykka.ThreadingActor):
-    def __init__(self, config: BerthConfig, runtime: ContainerRuntime) -> None:
+    def __init__(
+        self,
+        config: BerthConfig,
+        runtime: ContainerRuntime,
+        *,
+        supervisor: ActorRef | None = None,
+        executor: Callable[[int], Executor] | None = None,
+    ) -> None:
         super().__init__()
         self._config = config
         self._runtime = runtime
-        self._pool = ThreadPoolExecutor(config.container_workers, thread_name_prefix="berth-docker")
+        self._supervisor = supervisor
+        self._pool: Executor = (
+            executor(config.container_workers)
+            if executor is not None
+            else ThreadPoolExecutor(config.container_workers, thread_name_prefix="berth-docker")
+        )
+        self.handled = 0
         self._containers: dict[str, str] = {}
         self._owners: dict[str, ActorRef] = {}
         self._starting: set[str] = set()
@@ -119,8 +139,21 @@ class ContainerActor(pykka.ThreadingActor):
         for sid, container_id in late.items():
             self._remove_job(sid, container_id, self._secrets_dir(sid))
 
-    def on_failure(self, *_: Any) -> None:
-        self.on_stop()
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Keep the containers (the replacement adopts them); end the threads."""
+        log.error("the ContainerActor failed: %s: %s", getattr(exc_type, "__name__", exc_type), exc)
+        with self._unannounced_lock:
+            self._stopping.set()
+        if self._watch is not None:
+            self._watch.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._supervisor is not None:
+            try:
+                self._supervisor.tell(
+                    ChildFailed("container", f"{getattr(exc_type, '__name__', exc_type)}: {exc}")
+                )
+            except pykka.ActorDeadError:
+                pass
 
     def _exit_seen(self, container_id: str, labels: Any, exit_code: int) -> None:
         """Runs on the engine's event thread: hand over to the mailbox."""
@@ -132,6 +165,9 @@ class ContainerActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ dispatch
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Probe):
+            return answer_probe(self, self.handled)
+        self.handled += 1
         match message:
             case StartContainer():
                 self._start(message)
@@ -145,6 +181,9 @@ class ContainerActor(pykka.ThreadingActor):
                 self._exited(message)
             case ReapOrphans(keep=keep):
                 self._pool.submit(self._list_job, keep)
+            case AdoptContainers(owners=owners):
+                self._owners.update(owners)
+                self._pool.submit(self._list_job, frozenset(owners), True)
             case _OrphansFound():
                 self._reap(message)
             case ListContainers():
@@ -241,6 +280,12 @@ class ContainerActor(pykka.ThreadingActor):
                 return
 
     def _reap(self, msg: _OrphansFound) -> None:
+        if msg.adopt:
+            for record in msg.records:
+                sid = record.labels.get(LABEL_SESSION, "")
+                if sid in msg.keep and sid in self._owners and sid not in self._containers:
+                    self._containers[sid] = record.id
+                    self._secret_dirs[sid] = self._secrets_dir(sid)
         live = msg.keep | self._starting | set(self._containers)
         live_ids = set(self._containers.values())
         for record in msg.records:
@@ -293,13 +338,13 @@ class ContainerActor(pykka.ThreadingActor):
             log.warning("could not remove container of session %s: %s", sid, _describe(exc))
         _remove_dir(secrets_dir)
 
-    def _list_job(self, keep: frozenset[str]) -> None:
+    def _list_job(self, keep: frozenset[str], adopt: bool = False) -> None:
         try:
             records = tuple(self._runtime.list(self._labels))
         except Exception as exc:
             log.warning("could not list containers to reap orphans: %s", _describe(exc))
             return
-        self._tell_self(_OrphansFound(records, keep))
+        self._tell_self(_OrphansFound(records, keep, adopt))
 
     def _tell_self(self, message: Any) -> None:
         try:

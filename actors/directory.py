@@ -1,8 +1,11 @@
-"""A read-only view of the session registry for the edges.
+"""The session registry as the edges read it: one snapshot, one writer.
 
 The supervisor owns the registry; after every change to which sessions exist
-it publishes an immutable snapshot here. Transport threads look sessions up
-in that snapshot instead of asking the supervisor, which keeps two thread
+it publishes an immutable snapshot here, before it answers the request that
+caused the change. List and get both read this one snapshot (each entry's
+``InfoCell`` holds the latest info its session posted), so once
+``delete_session`` returns neither shows the session. Transport threads look
+sessions up here instead of asking the supervisor, which keeps two thread
 hand-offs off every relayed message.
 """
 
@@ -29,30 +32,10 @@ class Directory:
     def ids(self) -> list[str]:
         return list(self._entries)
 
+    def infos(self) -> list[SessionInfo]:
+        """Every listed session's latest info, oldest first."""
+        infos = [e.cell.info for e in self._entries.values() if e.cell is not None]
+        return sorted(infos, key=lambda info: info.created_at)
+
     def __len__(self) -> int:
         return len(self._entries)
-
-
-class SessionBoard:
-    """Each session's latest ``SessionInfo``, posted by the session itself.
-
-    Listing sessions reads the board instead of asking every actor, and a
-    status change costs no message to the supervisor (which hears only of
-    sessions that end). Each session writes only its own entry; entries are
-    immutable values, replaced whole.
-    """
-
-    def __init__(self) -> None:
-        self._infos: dict[str, SessionInfo] = {}
-
-    def post(self, info: SessionInfo) -> None:
-        self._infos[info.id] = info
-
-    def remove(self, session_id: str) -> None:
-        self._infos.pop(session_id, None)
-
-    def get(self, session_id: str) -> SessionInfo | None:
-        return self._infos.get(session_id)
-
-    def all(self) -> list[SessionInfo]:
-        return sorted(list(self._infos.values()), key=lambda info: info.created_at)

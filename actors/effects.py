@@ -18,8 +18,9 @@ from transport.protocol import ChatMessage, ServerToAgent, SessionEvent, Session
 
 @dataclass(frozen=True)
 class SendToAgent:
-    """Send on the current agent link (the core queues while there is none)."""
+    """Send on agent link ``link_id`` (the core queues while there is none)."""
 
+    link_id: str
     frame: ServerToAgent
 
 

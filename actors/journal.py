@@ -4,7 +4,8 @@ Every event a session publishes gets the next sequence number and is kept in
 a bounded log, so a subscriber that reconnects "since N" gets exactly the
 events it missed; when N has already left the log it gets a full snapshot
 instead (history is the source of truth, live events are its tail). The
-journal belongs to one SessionActor and is used only on that actor's thread.
+journal belongs to one SessionActor and is used only on that actor's thread;
+the numbers come from the session core, which owns the counter.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from transport.protocol import ChatMessage, SessionEvent, Snapshot
 
 log = logging.getLogger(__name__)
 
-#: Builds an event for the given sequence number.
-EventFactory = Callable[[int], SessionEvent]
-
 
 class Journal:
     def __init__(self, history_limit: int, log_limit: int, global_sinks: Iterable[EventSink] = ()) -> None:
@@ -30,15 +28,16 @@ class Journal:
         self._sinks: list[EventSink] = []
         self._global = tuple(global_sinks)
 
-    def publish(self, make: EventFactory) -> SessionEvent:
-        self.seq += 1
-        event = make(self.seq)
+    def append(self, event: SessionEvent) -> None:
+        """Log and deliver an event the session core numbered (``seq`` strictly increases)."""
+        if event.seq <= self.seq:
+            raise ValueError(f"event seq {event.seq} after {self.seq}: the journal only grows")
+        self.seq = event.seq
         self._log.append(event)
         for sink in self._sinks:
             self._deliver(sink, event)
         for sink in self._global:
             self._deliver(sink, event)
-        return event
 
     def subscribe(self, sink: EventSink, since: int | None, snapshot: Callable[[], Snapshot]) -> None:
         """Catch ``sink`` up (replay or snapshot), then add it for live events."""

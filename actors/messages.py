@@ -102,6 +102,18 @@ class ShutdownTree:
     """Terminate every session and remove every container (ask)."""
 
 
+class InfoCell:
+    """A session's latest info: written by the session, read by list and get.
+
+    The supervisor creates it and drops it from the registry; a session that
+    writes after that writes into a cell nobody lists any more."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, info: SessionInfo) -> None:
+        self.info = info
+
+
 @dataclass(frozen=True)
 class SessionEntry:
     """A session as the edges find it in the directory: a live actor or a tombstone."""
@@ -110,6 +122,8 @@ class SessionEntry:
     ref: ActorRef | None
     agent_token: Secret
     final_view: SessionView | None = None
+    #: Sessions only (pool slots have none).
+    cell: InfoCell | None = None
 
 
 # Supervisor: facts from sessions
@@ -130,6 +144,19 @@ class SessionCrashed:
     session_id: str
     final_view: SessionView
     reason: str
+
+
+@dataclass(frozen=True)
+class ChildFailed:
+    """A child of the supervisor (token, container, pool) died of ``reason``."""
+
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Ask (tests' settle barrier): ``(messages handled, messages waiting)``."""
 
 
 # Session: commands from the edges
@@ -219,6 +246,13 @@ class AgentAttached:
 
 
 @dataclass(frozen=True)
+class AgentConnected:
+    """What the session core sees of ``AgentAttached``: the link's id only."""
+
+    link_id: str
+
+
+@dataclass(frozen=True)
 class AgentDetached:
     link_id: str
     reason: str = "connection closed"
@@ -228,6 +262,18 @@ class AgentDetached:
 class FromAgent:
     link_id: str
     frame: AgentToServer
+
+
+@dataclass(frozen=True)
+class SessionFailed:
+    """The session's own code raised: it ends in ``error`` with this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class TokenServiceRestarted:
+    """The TokenActor was replaced; a session still waiting for a token asks again."""
 
 
 # Session: its own timers
@@ -351,6 +397,14 @@ class RemoveContainer:
 @dataclass(frozen=True)
 class ReapOrphans:
     keep: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class AdoptContainers:
+    """To a replacement ContainerActor: track the containers of these live
+    sessions again (their owners), and remove every other one of this instance."""
+
+    owners: Mapping[str, ActorRef]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from actors.messages import (
     ActorRef,
     AgentDetached,
     AgentLink,
+    ChildFailed,
     ClaimContainer,
     ContainerExited,
     ContainerStarted,
@@ -36,6 +37,7 @@ from actors.messages import (
     PoolAgentAttached,
     PoolEmpty,
     PoolStatus,
+    Probe,
     RemoveContainer,
     SessionEntry,
     SessionsCounted,
@@ -43,6 +45,7 @@ from actors.messages import (
     TransferContainer,
 )
 from actors.secret import Secret
+from actors.settle import answer_probe
 from actors.timers import ActorTimers, TimerFired, TimerService
 
 log = logging.getLogger(__name__)
@@ -73,9 +76,19 @@ class _Stats:
 
 
 class PoolActor(pykka.ThreadingActor):
-    def __init__(self, config: BerthConfig, timers: TimerService, container: ActorRef, directory: Directory):
+    def __init__(
+        self,
+        config: BerthConfig,
+        timers: TimerService,
+        container: Any,
+        directory: Directory,
+        *,
+        supervisor: ActorRef | None = None,
+    ):
         super().__init__()
         self._config = config
+        self._supervisor = supervisor
+        self.handled = 0
         self._timer_service = timers
         self._container = container
         self._directory = directory
@@ -98,7 +111,18 @@ class PoolActor(pykka.ThreadingActor):
         self._slots.clear()
         self._publish()
 
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Give the slots' containers back; the replacement starts new ones."""
+        reason = f"{getattr(exc_type, '__name__', exc_type)}: {exc}"
+        log.error("the PoolActor failed: %s", reason)
+        self.on_stop()
+        if self._supervisor is not None:
+            _tell(self._supervisor, ChildFailed("pool", reason))
+
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Probe):
+            return answer_probe(self, self.handled)
+        self.handled += 1
         match message:
             case ClaimContainer():
                 self._claim(message)

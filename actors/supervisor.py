@@ -1,14 +1,23 @@
-"""The SupervisorActor: root of the tree and owner of the session registry.
+"""The SupervisorActor: root of the tree, owner of the session registry.
 
-It spawns the TokenActor and the ContainerActor at start (and asks the latter
-to sweep orphaned containers of this instance), creates one SessionActor per
-session within the session limit, and routes terminate, delete and eviction.
-A SessionActor that crashes reports its final view here: the session stays
-visible in ``error`` with the reason in its history until it is evicted, its
-container is removed, and every other session keeps running.
+It starts the TokenActor, the ContainerActor and (with a warm pool) the
+PoolActor behind ``ChildSlot``s, creates one SessionActor per session within
+the session limit, and routes terminate, delete and eviction. It is the only
+writer of the registry (``Directory``), and publishes it before answering the
+request that changed it.
 
-On stop it stops every session, then the ContainerActor (which removes every
-container it still tracks and waits for that), then the TokenActor.
+Failure policy: a child that dies reports ``ChildFailed``; its slot holds
+what is told to it, and the supervisor starts a replacement after a backoff
+(``child_restart_delay`` doubling up to ``child_restart_max_delay``). While
+the token or container service is down, creates fail at once with 503
+naming it; existing sessions keep running. A SessionActor that crashes
+reports its final view: the session stays visible in ``error`` until it is
+evicted, and its container is removed.
+
+On stop it stops every session concurrently, then the pool, the container
+service (which removes its containers) and the token service, each with a
+timeout, and ends with a safety net that stops any actor of the tree still
+alive. If the supervisor itself fails, it does the same.
 """
 
 from __future__ import annotations
@@ -16,40 +25,27 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
+from actors import messages as m
+from actors.child_slot import ChildSlot
 from actors.config import BerthConfig
 from actors.container import ContainerActor
-from actors.directory import Directory, SessionBoard
+from actors.directory import Directory
 from actors.events import EventBus
-from actors.messages import (
-    CreateSession,
-    Delete,
-    DeleteSession,
-    GetChildren,
-    ReapOrphans,
-    RemoveContainer,
-    SessionChanged,
-    SessionCrashed,
-    SessionEntry,
-    SessionEvicted,
-    SessionsCounted,
-    SessionSpec,
-    SessionView,
-    ShutdownTree,
-    Terminate,
-    TerminateSession,
-)
 from actors.outcome import Rejected
 from actors.pool import PoolActor
 from actors.runtime import ContainerRuntime
 from actors.secret import Secret
 from actors.session import SessionActor, SessionDeps
+from actors.settle import answer_probe
+from actors.store import NullStore, SessionStore
 from actors.timers import ActorTimers, TimerFired, TimerService
 from actors.token import Refresher, TokenActor
 from transport.protocol import PERMISSION_MODES, SessionInfo, SessionStatus
@@ -59,18 +55,26 @@ log = logging.getLogger(__name__)
 _BRANCH = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,199}$")
 _REPO = re.compile(r"^(https://|ssh://|git@)[\w.@:/~+-]+$")
 
+#: Services without which no session can start.
+ESSENTIAL = ("token", "container")
+
 
 @dataclass
 class _Entry:
-    info: SessionInfo
     agent_token: Secret
+    cell: m.InfoCell
     ref: Any | None
-    final_view: SessionView | None = None
+    final_view: m.SessionView | None = None
 
 
 @dataclass(frozen=True)
 class _EvictTombstone:
     session_id: str
+
+
+@dataclass(frozen=True)
+class _RestartChild:
+    kind: str
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -82,9 +86,12 @@ class SupervisorActor(pykka.ThreadingActor):
         bus: EventBus,
         directory: Directory,
         pool_directory: Directory,
-        board: SessionBoard,
         refresher: Refresher | None = None,
         environ: dict[str, str] | None = None,
+        *,
+        store: SessionStore | None = None,
+        executor: Callable[[int], Executor] | None = None,
+        ids: Callable[[], str] | None = None,
     ) -> None:
         super().__init__()
         self._config = config
@@ -93,118 +100,215 @@ class SupervisorActor(pykka.ThreadingActor):
         self._bus = bus
         self._directory = directory
         self._pool_directory = pool_directory
-        self._board = board
-        self._pool: Any | None = None
-        self._live_count = 0
         self._refresher = refresher
         self._environ = environ
+        self._store: SessionStore = store or NullStore()
+        self._executor = executor
+        self._ids = ids or (lambda: uuid.uuid4().hex)
         self._sessions: dict[str, _Entry] = {}
+        self._slots = {kind: ChildSlot(kind) for kind in ("token", "container", "pool")}
+        self._down: dict[str, str] = {}
+        self._restarts: dict[str, int] = {}
+        self._live_count = 0
+        self.handled = 0
+
+    # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
         self._timers = ActorTimers(self._timer_service, self.actor_ref)
-        self._token = TokenActor.start(
-            self._config, self._refresher, self._environ, timers=self._timer_service, bus=self._bus
-        )
-        self._container = ContainerActor.start(self._config, self._runtime)
-        self._container.tell(ReapOrphans(keep=frozenset()))
+        self._start_child("token")
+        self._start_child("container")
         if self._config.warm_pool_size > 0:
-            self._pool = PoolActor.start(
-                self._config, self._timer_service, self._container, self._pool_directory
-            )
+            self._start_child("pool")
         self._deps = SessionDeps(
             config=self._config,
             timers=self._timer_service,
             supervisor=self.actor_ref,
-            token=self._token,
-            container=self._container,
+            token=self._slots["token"],
+            container=self._slots["container"],
             bus=self._bus,
-            board=self._board,
-            pool=self._pool,
+            pool=self._slots["pool"] if self._config.warm_pool_size > 0 else None,
+            store=self._store,
         )
 
     def on_stop(self) -> None:
         self._timers.cancel_all()
-        for entry in self._sessions.values():
-            if entry.ref is not None:
-                entry.ref.stop(block=True, timeout=30)
-        if self._pool is not None:
-            self._pool.stop(block=True, timeout=30)
-        self._container.stop(block=True, timeout=120)
-        self._token.stop(block=True, timeout=30)
+        self._stop_all()
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        log.error(
+            "the supervisor failed (%s: %s): stopping the whole tree",
+            getattr(exc_type, "__name__", exc_type),
+            exc,
+        )
+        self._timers.cancel_all()
+        self._stop_all()
+
+    def _stop_all(self) -> None:
+        sessions = [e.ref for e in self._sessions.values() if e.ref is not None]
+        _stop_together(sessions, timeout=30)
+        for kind, timeout in (("pool", 30.0), ("container", 120.0), ("token", 30.0)):
+            ref = self._slots[kind].ref
+            self._slots[kind].down()
+            if ref is not None:
+                _stop_together([ref], timeout)
+        # Safety net: whatever died or hung before, nothing of this tree lives on.
+        for ref in [*sessions, *(s.ref for s in self._slots.values() if s.ref is not None)]:
+            if ref.is_alive():
+                log.warning("%s outlived its stop; stopping it again", ref)
+                _stop_together([ref], timeout=5)
+
+    # ------------------------------------------------------------ children
+
+    def _start_child(self, kind: str) -> None:
+        config, timers = self._config, self._timer_service
+        first: tuple[Any, ...] = ()
+        ref: pykka.ActorRef[Any]
+        if kind == "token":
+            ref = TokenActor.start(
+                config,
+                self._refresher,
+                self._environ,
+                timers=timers,
+                bus=self._bus,
+                supervisor=self.actor_ref,
+            )
+            first = tuple(m.SubscribeTokens(e.ref) for e in self._sessions.values() if e.ref is not None)
+        elif kind == "container":
+            ref = ContainerActor.start(
+                config, self._runtime, supervisor=self.actor_ref, executor=self._executor
+            )
+            if kind in self._restarts:
+                owners = {sid: e.ref for sid, e in self._sessions.items() if e.ref is not None}
+                first = (m.AdoptContainers(owners),)
+            else:
+                first = (m.ReapOrphans(keep=frozenset()),)
+        else:
+            ref = PoolActor.start(
+                config, timers, self._slots["container"], self._pool_directory, supervisor=self.actor_ref
+            )
+        self._slots[kind].install(ref, first)
+        if kind == "token" and kind in self._restarts:
+            for entry in self._sessions.values():
+                _tell_quietly(entry.ref, m.TokenServiceRestarted())
+
+    def _child_failed(self, kind: str, reason: str) -> None:
+        slot = self._slots.get(kind)
+        if slot is None or kind in self._down:
+            return
+        slot.down()
+        attempts = self._restarts.get(kind, 0)
+        self._restarts[kind] = attempts + 1
+        delay = min(self._config.child_restart_delay * 2**attempts, self._config.child_restart_max_delay)
+        self._down[kind] = f"it failed: {reason}; restarting in {delay:g} s"
+        log.error("the %s service failed (%s); restarting it in %g s", kind, reason, delay)
+        self._timers.start(f"restart:{kind}", delay, _RestartChild(kind))
+
+    def _restart(self, kind: str) -> None:
+        self._down.pop(kind, None)
+        self._start_child(kind)
+        log.info("the %s service was restarted", kind)
+
+    # ------------------------------------------------------------ dispatch
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, m.Probe):
+            return answer_probe(self, self.handled)
+        self.handled += 1
         result = self._dispatch(message)
         if isinstance(message, _CHANGES_WHO_EXISTS):
             self._publish_directory()
-        if self._pool is not None:
-            live = sum(1 for e in self._sessions.values() if not e.info.status.is_final)
-            if live != self._live_count:
-                self._live_count = live
-                self._pool.tell(SessionsCounted(live))
+        self._count_live()
         return result
-
-    def _publish_directory(self) -> None:
-        self._directory.publish(
-            {sid: SessionEntry(sid, e.ref, e.agent_token, e.final_view) for sid, e in self._sessions.items()}
-        )
 
     def _dispatch(self, message: Any) -> Any:
         match message:
-            case CreateSession(spec=spec):
+            case m.CreateSession(spec=spec):
                 return self._create(spec)
-            case TerminateSession(session_id=sid, reason=reason):
-                return self._tell_session(sid, Terminate(reason))
-            case DeleteSession(session_id=sid):
+            case m.TerminateSession(session_id=sid, reason=reason):
+                return self._tell_session(sid, m.Terminate(reason))
+            case m.DeleteSession(session_id=sid):
                 return self._delete(sid)
-            case SessionChanged(info=info):
-                if info.id in self._sessions and self._sessions[info.id].ref is not None:
-                    self._sessions[info.id].info = info
-            case SessionEvicted(session_id=sid):
+            case m.SessionChanged():
+                pass  # the count of live sessions is redone after every message
+            case m.SessionEvicted(session_id=sid):
                 self._sessions.pop(sid, None)
-            case SessionCrashed():
+            case m.SessionCrashed():
                 self._crashed(message)
+            case m.ChildFailed(kind=kind, reason=reason):
+                self._child_failed(kind, reason)
             case TimerFired():
                 fired = self._timers.accept(message)
                 if isinstance(fired, _EvictTombstone):
                     self._sessions.pop(fired.session_id, None)
-                    self._board.remove(fired.session_id)
-            case GetChildren():
-                return {"token": self._token, "container": self._container, "pool": self._pool}
-            case ShutdownTree():
+                elif isinstance(fired, _RestartChild):
+                    self._restart(fired.kind)
+            case m.GetChildren():
+                return {kind: slot.ref for kind, slot in self._slots.items()}
+            case m.ShutdownTree():
                 for sid in list(self._sessions):
-                    self._tell_session(sid, Terminate("Berth is shutting down"))
+                    self._tell_session(sid, m.Terminate("Berth is shutting down"))
             case _:
                 raise TypeError(f"SupervisorActor cannot handle {message!r}")
         return None
 
-    def _create(self, spec: SessionSpec) -> str | Rejected:
+    def _publish_directory(self) -> None:
+        self._directory.publish(
+            {
+                sid: m.SessionEntry(sid, e.ref, e.agent_token, e.final_view, e.cell)
+                for sid, e in self._sessions.items()
+            }
+        )
+
+    def _live(self) -> int:
+        return sum(1 for e in self._sessions.values() if not e.cell.info.status.is_final)
+
+    def _count_live(self) -> None:
+        if self._slots["pool"].ref is None:
+            return
+        live = self._live()
+        if live != self._live_count:
+            self._live_count = live
+            self._slots["pool"].tell(m.SessionsCounted(live))
+
+    # ------------------------------------------------------------ sessions
+
+    def _create(self, spec: m.SessionSpec) -> str | Rejected:
         problem = _invalid(spec)
         if problem:
             return Rejected(problem, 400)
+        for kind in ESSENTIAL:
+            if kind in self._down:
+                return Rejected(
+                    f"Cannot start a session now: Berth's {kind} service is down ({self._down[kind]}). "
+                    "Retry in a few seconds.",
+                    503,
+                )
         limit = self._config.max_sessions
-        live = sum(1 for e in self._sessions.values() if not e.info.status.is_final)
+        live = self._live()
         if limit and live >= limit:
             return Rejected(
                 f"Session limit reached ({live} of max {limit} live sessions): terminate or delete "
                 "a session first, or raise max_sessions",
                 429,
             )
-        sid = uuid.uuid4().hex
+        sid = self._ids()
+        if sid in self._sessions:
+            return Rejected(f"session id {sid!r} is taken", 409)
         token = Secret(secrets.token_urlsafe(32))
-        ref = SessionActor.start(sid, spec, token, self._deps)
-        info = SessionInfo(id=sid, name=spec.name, status=SessionStatus.STARTING, created_at=time.time())
-        self._sessions[sid] = _Entry(info=info, agent_token=token, ref=ref)
+        info = SessionInfo(
+            id=sid, name=spec.name, status=SessionStatus.STARTING, created_at=self._timer_service.clock.wall()
+        )
+        cell = m.InfoCell(info)
+        ref = SessionActor.start(sid, spec, token, cell, self._deps)
+        self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref)
         return sid
 
     def _tell_session(self, sid: str, message: Any) -> Rejected | None:
         entry = self._sessions.get(sid)
         if entry is None:
             return Rejected(f"no session with id {sid!r}", 404)
-        if entry.ref is not None:
-            try:
-                entry.ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
+        _tell_quietly(entry.ref, message)
         return None
 
     def _delete(self, sid: str) -> Rejected | None:
@@ -212,35 +316,53 @@ class SupervisorActor(pykka.ThreadingActor):
         if entry is None:
             return Rejected(f"no session with id {sid!r}", 404)
         self._timers.cancel(f"evict:{sid}")
-        if entry.ref is None:
-            self._board.remove(sid)
-            self._container.tell(RemoveContainer(sid))
-            return None
-        try:
-            entry.ref.tell(Delete())
-        except pykka.ActorDeadError:
-            self._container.tell(RemoveContainer(sid))
+        if entry.ref is None or not _tell_quietly(entry.ref, m.Delete()):
+            self._slots["container"].tell(m.RemoveContainer(sid))
         return None
 
-    def _crashed(self, crash: SessionCrashed) -> None:
+    def _crashed(self, crash: m.SessionCrashed) -> None:
         entry = self._sessions.get(crash.session_id)
         if entry is None:
             return
-        log.error("session %s crashed: %s", crash.session_id, crash.reason)
         entry.ref = None
         entry.final_view = crash.final_view
-        entry.info = crash.final_view.info
-        self._board.post(entry.info)
-        self._container.tell(RemoveContainer(crash.session_id))
+        self._publish_directory()  # before the cell, so a reader never sees "error" without the view
+        entry.cell.info = crash.final_view.info
+        self._slots["container"].tell(m.RemoveContainer(crash.session_id))
         self._timers.start(
             f"evict:{crash.session_id}", self._config.eviction_ttl, _EvictTombstone(crash.session_id)
         )
 
 
-_CHANGES_WHO_EXISTS = (CreateSession, DeleteSession, SessionEvicted, SessionCrashed, TimerFired)
+_CHANGES_WHO_EXISTS = (m.CreateSession, m.DeleteSession, m.SessionEvicted, m.SessionCrashed, TimerFired)
 
 
-def _invalid(spec: SessionSpec) -> str | None:
+def _tell_quietly(ref: Any, message: Any) -> bool:
+    if ref is None:
+        return False
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
+
+
+def _stop_together(refs: list[Any], timeout: float) -> None:
+    """Stop actors concurrently; wait for each at most ``timeout`` in all."""
+    futures = []
+    for ref in refs:
+        try:
+            futures.append(ref.stop(block=False))
+        except pykka.ActorDeadError:
+            pass
+    for future in futures:
+        try:
+            future.get(timeout=timeout)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            log.warning("an actor did not stop within %g s", timeout)
+
+
+def _invalid(spec: m.SessionSpec) -> str | None:
     name = spec.name.strip()
     if not 1 <= len(name) <= 100 or not name.isprintable():
         return "name must be 1-100 printable characters"

@@ -15,6 +15,7 @@ import heapq
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,11 @@ class TimerService:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopped = False
+        #: Called after each delivery inside ``ManualClock.advance`` (a tree's settle barrier).
+        self.settle_hook: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name="berth-timers", daemon=True)
         self.clock.on_change(self._wake)
+        self.clock.drive(self._deliver_until)
         self._thread.start()
 
     def schedule(self, target: pykka.ActorRef[Any], delay: float, message: Any) -> TimerHandle:
@@ -75,6 +79,32 @@ class TimerService:
         """Timers not yet fired nor cancelled (the leak check uses this)."""
         with self._cond:
             return sum(1 for _, _, h in self._heap if not h.cancelled)
+
+    def due(self) -> int:
+        """Timers whose deadline has passed but that are not delivered yet."""
+        now = self.clock.now()
+        with self._cond:
+            return sum(1 for deadline, _, h in self._heap if deadline <= now and not h.cancelled)
+
+    def _deliver_until(self, target: float, jump_to: Callable[[float], None], settle: bool) -> None:
+        """Deliver, in deadline order, every timer due by ``target``, settling after each."""
+        while True:
+            with self._cond:
+                live = [entry for entry in self._heap if not entry[2].cancelled and entry[0] <= target]
+                if not live:
+                    return
+                deadline = min(entry[0] for entry in live)
+                batch = [entry for entry in live if entry[0] == deadline]
+                for entry in batch:
+                    entry[2].cancelled = True  # delivered: the scanner must not deliver it again
+            jump_to(deadline)
+            for _, _, handle in sorted(batch, key=lambda entry: entry[1]):
+                try:
+                    handle.target.tell(handle.message)
+                except pykka.ActorDeadError:
+                    log.debug("timer for a stopped actor dropped: %r", handle.message)
+            if settle and self.settle_hook is not None:
+                self.settle_hook()
 
     def stop(self) -> None:
         with self._cond:

@@ -65,8 +65,10 @@ from actors.credentials import (
 from actors.events import EventBus
 from actors.messages import (
     ActorRef,
+    ChildFailed,
     EnsureFreshToken,
     GetTokenStatus,
+    Probe,
     SubscribeTokens,
     TokenAnswer,
     TokenRefreshed,
@@ -76,6 +78,7 @@ from actors.messages import (
 )
 from actors.refresh import OAuthClient, OAuthRefresher, RefreshError, check_endpoint, scrub, wall_clock_ms
 from actors.secret import Secret
+from actors.settle import answer_probe
 from actors.timers import ActorTimers, TimerFired, TimerService
 from transport.protocol import AuthAlert
 
@@ -164,9 +167,12 @@ class TokenActor(pykka.ThreadingActor):
         timers: TimerService | None = None,
         bus: EventBus | None = None,
         wall_ms: Callable[[], float] | None = None,
+        supervisor: ActorRef | None = None,
     ) -> None:
         super().__init__()
         self._config = config
+        self._supervisor = supervisor
+        self.handled = 0
         self._path = config.claude_dir / CREDENTIALS_FILE if config.claude_dir else None
         env = os.environ if environ is None else environ
         self._env_token = Secret(env[ENV_TOKEN]) if env.get(ENV_TOKEN) else None
@@ -214,8 +220,11 @@ class TokenActor(pykka.ThreadingActor):
                 log.warning("a token refresh still in flight at shutdown was abandoned")
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        log.error("the TokenActor failed: %s: %s", getattr(exc_type, "__name__", exc_type), exc)
+        reason = f"{getattr(exc_type, '__name__', exc_type)}: {exc}"
+        log.error("the TokenActor failed: %s", reason)
         self._release("the token service failed")
+        if self._supervisor is not None:
+            self._tell(self._supervisor, ChildFailed("token", reason))
 
     def _release(self, why: str) -> None:
         if self._timers is not None:
@@ -229,6 +238,9 @@ class TokenActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ dispatch
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Probe):
+            return answer_probe(self, self.handled)
+        self.handled += 1
         match message:
             case EnsureFreshToken(reply_to=reply_to):
                 self._ensure_fresh(reply_to)

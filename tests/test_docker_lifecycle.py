@@ -62,7 +62,7 @@ def docker_tree(tree, docker_runtime) -> Any:
 
 
 def test_a_session_container_carries_berth_labels_and_no_secret_in_its_environment(docker_tree, tree):
-    berth = docker_tree()
+    berth = docker_tree(agent_runner="sdk")
     client = docker_tree.client
     sid = berth.create_session(name="labels")
     container = running_container(client, sid)

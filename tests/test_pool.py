@@ -38,7 +38,7 @@ def connect_pool_agents(berth: Berth, runtime: StubRuntime, want: int) -> dict[s
 
 def test_a_session_claims_a_pooled_container_and_its_agent_gets_the_session_over_its_socket(tree):
     runtime = StubRuntime()
-    berth = tree(runtime=runtime, warm_pool_size=2)
+    berth = tree(runtime=runtime, warm_pool_size=2, agent_runner="sdk")
     links = connect_pool_agents(berth, runtime, 2)
     sid = berth.create_session(name="warm")
     wait_until(lambda: "started" in berth.get_session(sid).history[-1].content, what="the claimed container")

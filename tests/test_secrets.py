@@ -23,7 +23,7 @@ API = "api-token-very-secret-0123456789abcdef"
 
 def test_no_secret_appears_in_logs_client_events_rest_answers_or_reprs(base_config, caplog):
     caplog.set_level(logging.DEBUG)
-    config = replace(base_config, github_token=Secret(GITHUB))
+    config = replace(base_config, github_token=Secret(GITHUB), agent_runner="sdk")
     running = start_server(
         config,
         ServerSettings(port=0),
@@ -70,7 +70,12 @@ def _drain(client: WsPeer, into: list[str]) -> None:
 
 def test_a_real_container_gets_its_secrets_as_private_files_and_none_in_its_environment(tree, docker_runtime):
     config_token = Secret(GITHUB)
-    berth = tree(runtime=docker_runtime, container_command=("sleep", "300"), github_token=config_token)
+    berth = tree(
+        runtime=docker_runtime,
+        container_command=("sleep", "300"),
+        github_token=config_token,
+        agent_runner="sdk",
+    )
     sid = berth.create_session(name="secrets")
     client = docker_runtime.client
 

@@ -143,7 +143,7 @@ def test_rule3_a_timer_firing_already_queued_behind_a_delete_never_takes_effect(
 
     ref.tell(Subscribe(blocking_sink))  # the snapshot delivery holds the actor's thread
     berth.delete_session(sid)  # queued behind it
-    clock.advance(11)  # the startup timeout fires: its message queues behind the delete
+    clock.advance(11, settle=False)  # the startup timeout fires: its message queues behind the delete
     wait_until(lambda: berth.timers.pending() == 0, what="the firing to be queued")
     release.set()
     wait_until(lambda: not ref.is_alive(), what="the actor to stop")
@@ -156,7 +156,7 @@ def test_rule3_a_timer_firing_already_queued_behind_a_delete_never_takes_effect(
 def test_rule4_a_session_without_a_token_retries_once_after_a_delay_then_starts_without_one(tree):
     runtime = StubRuntime()
     clock = ManualClock()
-    berth = tree(runtime=runtime, clock=clock, token_retry_delay=5, environ={})
+    berth = tree(runtime=runtime, clock=clock, token_retry_delay=5, environ={}, agent_runner="sdk")
     sid = berth.create_session()
     wait_until(lambda: "retrying in 5 s" in history(berth, sid), what="the retry note")
     assert runtime.by_session(sid) is None
@@ -177,7 +177,7 @@ def test_rule4_the_token_is_written_for_the_container_and_pushed_when_its_agent_
         json.dumps({"claudeAiOauth": {"accessToken": "sk-ant-oat01-abcdefghijklmnop", "expiresAt": None}})
     )
     runtime = StubRuntime()
-    berth = tree(runtime=runtime, claude_dir=claude)
+    berth = tree(runtime=runtime, claude_dir=claude, agent_runner="sdk")
     sid = berth.create_session()
     container = started(berth, runtime, sid)
     assert container.secrets_seen["oauth-token"] == "sk-ant-oat01-abcdefghijklmnop"

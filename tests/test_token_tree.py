@@ -44,6 +44,7 @@ def start_tree(tree: Any, tmp_path: Path, server: OAuthServer, **overrides: Any)
         "claude_dir_root": tmp_path,
         "token_endpoint": server.url,
         "token_http_timeout": 5.0,
+        "agent_runner": "sdk",
         **overrides,
     }
     return tree(runtime=runtime, environ={}, **settings), runtime
