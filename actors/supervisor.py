@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import shutil
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -41,7 +42,7 @@ from actors.directory import Directory
 from actors.events import EventBus
 from actors.outcome import Rejected
 from actors.pool import PoolActor
-from actors.runtime import ContainerRuntime
+from actors.runtime import LABEL_APP, LABEL_INSTANCE, ContainerRuntime
 from actors.secret import Secret
 from actors.session import SessionActor, SessionDeps
 from actors.settle import answer_probe
@@ -147,6 +148,8 @@ class SupervisorActor(pykka.ThreadingActor):
     def _stop_all(self) -> None:
         sessions = [e.ref for e in self._sessions.values() if e.ref is not None]
         _stop_together(sessions, timeout=30)
+        if self._slots["container"].ref is None:
+            self._sweep_without_container_service()
         for kind, timeout in (("pool", 30.0), ("container", 120.0), ("token", 30.0)):
             ref = self._slots[kind].ref
             self._slots[kind].down()
@@ -157,6 +160,18 @@ class SupervisorActor(pykka.ThreadingActor):
             if ref.is_alive():
                 log.warning("%s outlived its stop; stopping it again", ref)
                 _stop_together([ref], timeout=5)
+
+    def _sweep_without_container_service(self) -> None:
+        """Stopping while the container service is down: remove this instance's
+        containers directly, so that none outlives the tree."""
+        self._slots["container"].drain()
+        labels = {LABEL_APP: "berth", LABEL_INSTANCE: self._config.instance_id}
+        try:
+            for record in self._runtime.list(labels):
+                self._runtime.remove(record.id, self._config.container_stop_timeout)
+        except Exception as exc:
+            log.error("could not remove this instance's containers at stop: %s", exc)
+        shutil.rmtree(self._config.secrets_root, ignore_errors=True)
 
     # ------------------------------------------------------------ children
 

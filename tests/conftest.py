@@ -68,13 +68,14 @@ class TreeFactory:
         runtime: ContainerRuntime | None = None,
         clock: ManualClock | None = None,
         environ: dict[str, str] | None = None,
+        executor: Any = None,
         **overrides: Any,
     ) -> Berth:
         config = replace(self.base, **overrides)
         runtime = runtime if runtime is not None else StubRuntime()
         if environ is None:
             environ = {"CLAUDE_CODE_OAUTH_TOKEN": TEST_OAUTH_TOKEN}
-        berth = Berth.start(config, runtime=runtime, clock=clock, environ=environ)
+        berth = Berth.start(config, runtime=runtime, clock=clock, environ=environ, executor=executor)
         self.started.append((berth, runtime, config))
         return berth
 
