@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A fake Claude Code CLI for the SDK runner's tests (the SDK's ``cli_path``).
 
-It speaks the NDJSON control protocol described in
-``/work/shared/reference/claude-cli-protocol.md`` and flushes every line. What
+It speaks the Claude Code CLI's NDJSON stream-json control protocol (the
+one the claude-agent-sdk package drives) and flushes every line. What
 it does for each prompt comes from a JSON script named by ``FAKE_CLAUDE_SCRIPT``:
 
     {"models": [{"value": ..., "displayName": ..., "description": ...}],
