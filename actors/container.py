@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
@@ -120,6 +121,14 @@ class ContainerActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
+        """pykka does not call ``on_failure`` for a failing start: this does."""
+        try:
+            self._begin()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
+
+    def _begin(self) -> None:
         self._watch = self._runtime.watch_exits(self._labels, self._exit_seen)
 
     def on_stop(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -99,6 +100,14 @@ class PoolActor(pykka.ThreadingActor):
         self._stats = _Stats()
 
     def on_start(self) -> None:
+        """pykka does not call ``on_failure`` for a failing start: this does."""
+        try:
+            self._begin()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
+
+    def _begin(self) -> None:
         self._timers = ActorTimers(self._timer_service, self.actor_ref)
         self._fill()
 

@@ -16,6 +16,7 @@ until eviction.
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,14 @@ class SessionActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
+        """pykka does not call ``on_failure`` for a failing start: this does."""
+        try:
+            self._begin()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
+
+    def _begin(self) -> None:
         self._timers = ActorTimers(self._deps.timers, self.actor_ref)
         if self.state.rules.needs_token:
             self._deps.token.tell(m.SubscribeTokens(self.actor_ref))

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -204,6 +205,14 @@ class TokenActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
+        """pykka does not call ``on_failure`` for a failing start: this does."""
+        try:
+            self._begin()
+        except Exception:
+            self.on_failure(*sys.exc_info())
+            raise
+
+    def _begin(self) -> None:
         if self._timer_service is not None:
             self._timers = ActorTimers(self._timer_service, self.actor_ref)
         if self._path is not None:

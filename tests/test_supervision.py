@@ -140,3 +140,32 @@ def test_once_delete_returns_neither_list_nor_get_shows_the_session(tree):
         with pytest.raises(BerthError) as missing:
             berth.get_session(sid)
         assert missing.value.code == 404
+
+
+class _EngineAwayAtFirst(StubRuntime):
+    """The first exit watch fails, as with an engine that is not up yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch_failures = 1
+
+    def watch_exits(self, labels: Any, callback: Any) -> Any:
+        if self.watch_failures:
+            self.watch_failures -= 1
+            raise ConnectionError("the engine is not answering")
+        return super().watch_exits(labels, callback)
+
+
+def test_a_service_whose_start_fails_is_reported_and_restarted(tree):
+    runtime = _EngineAwayAtFirst()
+    clock = ManualClock()
+    berth = tree(runtime=runtime, clock=clock, executor=inline_executor, child_restart_delay=1)
+    berth.settle()
+    with pytest.raises(BerthError) as refused:
+        berth.create_session(name="too early")
+    assert refused.value.code == 503 and "container service is down" in str(refused.value)
+    assert "the engine is not answering" in str(refused.value)
+    clock.advance(1)
+    sid = berth.create_session(name="in time")
+    berth.settle()
+    assert runtime.by_session(sid) is not None
