@@ -13,7 +13,6 @@ state is ignored, so nothing fires after a delete or a cancel.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +35,7 @@ from actors.session_state import (
     Running,
     SessionState,
     Starting,
+    evolve,
     status_of,
 )
 from transport import protocol as p
@@ -110,7 +110,7 @@ class _Step:
         return self.s, tuple(self.effects)
 
     def set(self, **changes: Any) -> None:
-        self.s = replace(self.s, **changes)
+        self.s = evolve(self.s, **changes)
 
     def emit(self, effect: fx.Effect) -> None:
         self.effects.append(effect)

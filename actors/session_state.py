@@ -181,6 +181,15 @@ class SessionState:
         return isinstance(self.lifecycle, Ended)
 
 
+def evolve(state: SessionState, **changes: object) -> SessionState:
+    """``dataclasses.replace`` without re-running ``__init__``: the core makes
+    several new states per message, so this sits on the relay path."""
+    new = object.__new__(SessionState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 def new_session(session_id: str, spec: SessionSpec, rules: SessionRules, now: Instant) -> SessionState:
     info = SessionInfo(
         id=session_id,
