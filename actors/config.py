@@ -71,12 +71,25 @@ class BerthConfig:
     container_command: tuple[str, ...] | None = None
     #: Extra, non-secret environment for session containers.
     container_env: tuple[tuple[str, str], ...] = ()
+    #: Sessions API (``/v1/``): SSE event streams open at once (each holds a server thread).
+    sessions_api_max_streams: int = 64
+    #: Sessions API: a quiet event stream sends a ping this often (a gone client is noticed then).
+    sessions_api_keepalive: float = 15.0
+    #: Sessions API: events kept per session for listing and ``Last-Event-ID`` resumption.
+    sessions_api_event_limit: int = 20_000
+    #: Sessions API: a TOML file of named environments (``[name]`` tables); None = only "default".
+    sessions_api_environments: Path | None = None
 
     def __post_init__(self) -> None:
         if self.max_sessions < 0:
             raise ValueError("max_sessions must be >= 0 (0 means no limit)")
         if self.history_limit < 1:
             raise ValueError("history_limit must be >= 1")
+        for name in ("sessions_api_max_streams", "sessions_api_event_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.sessions_api_keepalive <= 0:
+            raise ValueError("sessions_api_keepalive must be > 0 seconds")
         for name in (
             "eviction_ttl",
             "startup_timeout",

@@ -50,5 +50,10 @@ def start_server(
     except BaseException:
         server.stop()
         raise
-    server.start(berth)
+    try:
+        server.start(berth, config)
+    except BaseException:
+        server.stop()
+        berth.shutdown()
+        raise
     return RunningServer(berth, server, api_token, new)

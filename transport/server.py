@@ -18,6 +18,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from actors.api import Berth, BerthError
+from actors.config import BerthConfig
 from actors.secret import Secret
 from transport import rest
 from transport.agent_endpoint import serve_agent, serve_pooled_agent
@@ -26,6 +27,7 @@ from transport.client_endpoint import ClientSession
 from transport.connection import Connection
 from transport.http import error_response
 from transport.settings import ServerSettings
+from transport.v1.app import SessionsApi
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class BerthServer:
         self._api_token = api_token
         self._berth: Berth | None = None
         self.connections = _ConnectionRegistry()
+        #: The sessions-and-events API under /v1/ (docs/sessions-api.md).
+        self.sessions_api = SessionsApi(api_token)
         self._httpd: BaseWSGIServer = make_server(
             settings.host, settings.port, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
@@ -88,7 +92,8 @@ class BerthServer:
     def ws_url(self) -> str:
         return f"ws://{self.settings.host}:{self.port}"
 
-    def start(self, berth: Berth) -> None:
+    def start(self, berth: Berth, config: BerthConfig | None = None) -> None:
+        self.sessions_api.start(berth, config or BerthConfig())
         self._berth = berth
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name="berth-http", daemon=True
@@ -96,6 +101,7 @@ class BerthServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.sessions_api.stop()
         closing = self.connections.close_all(1001, "server shutting down")
         for connection in closing:
             connection.ws.flush(timeout=2)
@@ -120,6 +126,8 @@ class BerthServer:
         return response(environ, start_response)
 
     def _respond(self, request: Request, environ: dict[str, Any]) -> Response | None:
+        if request.path.startswith("/v1/"):
+            return self.sessions_api.respond(request)
         berth = self._berth
         if berth is None:
             return error_response(503, "Berth is starting")

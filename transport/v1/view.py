@@ -1,0 +1,212 @@
+"""The API's view of every session's journal: mapped events, kept for listing and resumption.
+
+It subscribes to Berth's event bus, so it sees each session's journal events
+in order on that session's actor thread, maps them (``mapping.EventMapper``)
+and keeps the listed ones (at most ``sessions_api_event_limit`` per session,
+the oldest dropped first). Streams subscribe here: under one lock they get
+the events after their ``Last-Event-ID`` and then every new one, so none is
+missed or sent twice. Sinks only append and put into bounded queues: they
+never block a session.
+"""
+
+from __future__ import annotations
+
+import bisect
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.events import EventBus
+from transport import protocol as p
+from transport.v1.ids import event_id
+from transport.v1.mapping import Blocker, Body, EventMapper, Listed, Preview
+
+JOURNAL_EVENTS = (
+    p.SessionUpdate,
+    p.MessageAdded,
+    p.StreamTokens,
+    p.ApprovalRequested,
+    p.QuestionAsked,
+    p.TurnResult,
+    p.ModelsAvailable,
+)
+
+
+class StreamEnded(Exception):
+    """The stream is over: the server stops, the session is gone, or the client fell behind."""
+
+
+@dataclass(eq=False)
+class EventQueue:
+    """One stream's subscription: a bounded queue the session side never waits on."""
+
+    session_id: str
+    deltas: bool
+    limit: int
+    _items: queue.SimpleQueue[Body | None] = field(default_factory=queue.SimpleQueue)
+    ended: bool = False
+    why: str = ""
+
+    def put(self, body: Body) -> None:
+        if self.ended:
+            return
+        if self._items.qsize() >= self.limit:
+            self.end("the client fell too far behind; reconnect with Last-Event-ID to catch up")
+            return
+        self._items.put(body)
+
+    def end(self, why: str) -> None:
+        if not self.ended:
+            self.ended, self.why = True, why
+            self._items.put(None)
+
+    def get(self, timeout: float) -> Body | None:
+        """The next event; None when none came in ``timeout``; StreamEnded when it is over."""
+        try:
+            item = self._items.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is None:
+            raise StreamEnded(self.why)
+        return item
+
+
+@dataclass
+class _SessionLog:
+    mapper: EventMapper = field(default_factory=EventMapper)
+    keys: list[int] = field(default_factory=list)
+    events: list[Body] = field(default_factory=list)
+    streams: set[EventQueue] = field(default_factory=set)
+
+
+class SessionsView:
+    def __init__(self, event_limit: int) -> None:
+        self._limit = event_limit
+        self._lock = threading.Lock()
+        self._logs: dict[str, _SessionLog] = {}
+        self._bus: EventBus | None = None
+
+    def start(self, bus: EventBus) -> None:
+        self._bus = bus
+        bus.subscribe(self.on_event)
+
+    def stop(self) -> None:
+        if self._bus is not None:
+            self._bus.unsubscribe(self.on_event)
+        with self._lock:
+            streams = [s for log in self._logs.values() for s in log.streams]
+        for stream in streams:
+            stream.end("the server is shutting down")
+
+    # ------------------------------------------------------------ journal in
+
+    def on_event(self, event: Any) -> None:
+        """A bus sink: runs on the publishing session's thread, so it only maps and queues."""
+        if not isinstance(event, JOURNAL_EVENTS):
+            return
+        with self._lock:
+            log = self._logs.setdefault(event.session_id, _SessionLog())
+            for item in log.mapper.feed(event):
+                self._deliver(log, item)
+
+    def record(self, session_id: str, body: Body) -> Body:
+        """Add an event the API accepted itself (interrupt, confirmation, update); returns it."""
+        with self._lock:
+            log = self._logs.setdefault(session_id, _SessionLog())
+            listed = log.mapper.record(body)
+            self._deliver(log, listed)
+            return listed.body
+
+    def _deliver(self, log: _SessionLog, item: Listed | Preview) -> None:
+        if isinstance(item, Listed):
+            log.keys.append(item.key)
+            log.events.append(item.body)
+            if len(log.keys) > self._limit:
+                del log.keys[0], log.events[0]
+            for stream in log.streams:
+                stream.put(item.body)
+        else:
+            for stream in log.streams:
+                if stream.deltas:
+                    stream.put(item.body)
+
+    # ------------------------------------------------------------ reads
+
+    def events(
+        self, session_id: str, keep: Callable[[Body], bool] | None = None
+    ) -> tuple[list[int], list[Body]]:
+        """Keys and events of a session, oldest first (a copy)."""
+        with self._lock:
+            log = self._logs.get(session_id)
+            if log is None:
+                return [], []
+            if keep is None:
+                return list(log.keys), list(log.events)
+            pairs = [(k, e) for k, e in zip(log.keys, log.events, strict=True) if keep(e)]
+        return [k for k, _ in pairs], [e for _, e in pairs]
+
+    def latest(self, session_id: str, event_type: str) -> Body | None:
+        with self._lock:
+            log = self._logs.get(session_id)
+            for body in reversed(log.events if log else []):
+                if body["type"] == event_type:
+                    return body
+        return None
+
+    def blocker(self, session_id: str, blocking_id: str) -> Blocker | None:
+        with self._lock:
+            log = self._logs.get(session_id)
+            return log.mapper.blockers.get(blocking_id) if log else None
+
+    def resolve(self, session_id: str, blocking_id: str) -> None:
+        with self._lock:
+            log = self._logs.get(session_id)
+            if log is not None:
+                log.mapper.blockers.pop(blocking_id, None)
+
+    # ------------------------------------------------------------ streams
+
+    def subscribe(self, session_id: str, after: int | None, deltas: bool) -> EventQueue:
+        """Events after key ``after`` (None: only new ones), then live; previews when ``deltas``."""
+        stream = EventQueue(session_id, deltas, self._limit)
+        with self._lock:
+            log = self._logs.setdefault(session_id, _SessionLog())
+            if after is not None:
+                for body in log.events[bisect.bisect_right(log.keys, after) :]:
+                    stream.put(body)
+            if deltas:
+                for preview in log.mapper.open_preview():
+                    stream.put(preview.body)
+            log.streams.add(stream)
+        return stream
+
+    def unsubscribe(self, stream: EventQueue) -> None:
+        with self._lock:
+            log = self._logs.get(stream.session_id)
+            if log is not None:
+                log.streams.discard(stream)
+
+    def stream_count(self) -> int:
+        with self._lock:
+            return sum(len(log.streams) for log in self._logs.values())
+
+    def drop(self, session_id: str, deleted: Body | None = None) -> None:
+        """Forget a session; its streams get ``deleted`` (if given) and end."""
+        with self._lock:
+            log = self._logs.pop(session_id, None)
+        for stream in log.streams if log else ():
+            if deleted is not None:
+                stream.put(deleted)
+            stream.end("the session was deleted")
+
+    def known(self) -> list[str]:
+        with self._lock:
+            return list(self._logs)
+
+    def deleted_event(self, session_id: str, when: str) -> Body:
+        with self._lock:
+            log = self._logs.get(session_id)
+            key = (log.mapper.last_key if log else 0) + 1
+        return {"id": event_id(key), "type": "session.deleted", "processed_at": when}
