@@ -311,3 +311,20 @@ def test_every_refusal_raises_the_sdk_error_class_the_reference_gives(api):
         for stream in streams:
             stream.close()
     sessions.delete(session.id)
+
+
+def test_the_model_list_and_the_permission_mode_travel_as_berth_extension_events(api):
+    session = api.create(extra_body={"berth_permission_mode": "plan"})
+    assert session.berth_permission_mode == "plan"
+    with api.stream(session.id) as events:
+        stream = iter(events)
+        send = api.client.beta.sessions.events.send
+        send(session.id, events=[{"type": "berth.list_models"}])
+        models = until(stream, lambda e: e.type == "berth.models")[-1]
+        assert "builtin-echo" in [m["id"] for m in models.models]
+        send(session.id, events=[{"type": "berth.set_permission_mode", "permission_mode": "auto_edits"}])
+        changed = until(
+            stream, lambda e: e.type == "berth.session_settings" and e.permission_mode == "auto_edits"
+        )
+    assert changed[-1].model == "builtin-echo"
+    assert api.client.beta.sessions.retrieve(session.id).berth_permission_mode == "auto_edits"

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from actors import messages as m
 from actors.api import ASK_TIMEOUT, BerthError
 from actors.outcome import Rejected
+from transport.protocol import PERMISSION_MODES
 from transport.v1 import requests as rq
 from transport.v1.errors import ApiError
 from transport.v1.ids import berth_session_id, event_key, page_position, page_token
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from transport.v1.app import ApiState
 
 _encoder = msgspec.json.Encoder()
+#: Berth's own sendable events (documented in docs/sessions-api.md).
+SETTINGS = ("berth.set_model", "berth.set_permission_mode", "berth.list_models")
 NOT_SUPPORTED = {
     "user.custom_tool_result": "Berth agents have no custom tools",
     "user.tool_result": "Berth agents run their tools themselves",
@@ -141,13 +144,15 @@ def _action(state: ApiState, sid: str, event: Any, where: str) -> Callable[[], B
         return _confirmation(state, sid, event, where)
     if kind == "berth.question_answer":
         return _answer(state, sid, event, where)
+    if kind in SETTINGS:
+        return _setting(state, sid, event, str(kind), where)
     why = NOT_SUPPORTED.get(str(kind))
     if why:
         raise ApiError(400, f"{where}type: {kind!r} is not supported by Berth: {why}")
     raise ApiError(
         400,
         f"{where}type: unknown event type {kind!r}; send user.message, user.interrupt, "
-        "user.tool_confirmation or berth.question_answer",
+        f"user.tool_confirmation, berth.question_answer or {', '.join(SETTINGS)}",
     )
 
 
@@ -189,6 +194,24 @@ def _answer(state: ApiState, sid: str, event: Body, where: str) -> Callable[[], 
         return state.view.record(sid, echo)
 
     return lambda: _tell(state, sid, m.AnswerQuestion(blocker.berth_id, dict(answers)), recorded)
+
+
+def _setting(state: ApiState, sid: str, event: Body, kind: str, where: str) -> Callable[[], Body]:
+    """The Berth extensions that change the model or permission mode, or ask for the model list."""
+    echo: Body = {"type": kind}
+    command: Any
+    if kind == "berth.set_model":
+        echo["model"] = rq.optional_str(event, "model")
+        command = m.ChangeModel(echo["model"])
+    elif kind == "berth.set_permission_mode":
+        echo["permission_mode"] = rq.required_str(event, "permission_mode", where)
+        if echo["permission_mode"] not in PERMISSION_MODES:
+            modes = ", ".join(PERMISSION_MODES)
+            raise ApiError(400, f"{where}permission_mode: one of {modes} (got {echo['permission_mode']!r})")
+        command = m.ChangeSettings(permission_mode=echo["permission_mode"])
+    else:
+        command = m.RequestModels()
+    return lambda: _tell(state, sid, command, lambda: state.view.record(sid, echo))
 
 
 def _tell(state: ApiState, sid: str, command: Any, accepted: Callable[[], Body]) -> Body:

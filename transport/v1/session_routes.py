@@ -9,7 +9,7 @@ import msgspec
 from werkzeug.wrappers import Request, Response
 
 from actors.api import BerthError
-from transport.protocol import SessionInfo
+from transport.protocol import PERMISSION_MODES, SessionInfo
 from transport.v1 import requests as rq
 from transport.v1.catalog import Agent, agent_named, default_agent, usable_environment
 from transport.v1.errors import ApiError
@@ -46,9 +46,17 @@ def create(state: ApiState, request: Request) -> Response:
     title = rq.optional_str(body, "title")
     metadata = _metadata(body.get("metadata") or {})
     initial = [_initial_text(event, i) for i, event in enumerate(body.get("initial_events") or [])]
+    mode = rq.optional_str(body, "berth_permission_mode") or "normal"
+    if mode not in PERMISSION_MODES:
+        raise ApiError(400, f"berth_permission_mode: one of {', '.join(PERMISSION_MODES)} (got {mode!r})")
     berth = state.berth
     sid = berth.create_session(
-        name=title or "session", repo_url=repo_url, branch=branch, model=model, runner=agent.runner
+        name=title or "session",
+        repo_url=repo_url,
+        branch=branch,
+        model=model,
+        runner=agent.runner,
+        permission_mode=mode,
     )
     record = SessionRecord(agent.id, environment.id, model, {k: v for k, v in metadata.items() if v})
     state.records.put(sid, record)
