@@ -3,7 +3,7 @@
 #
 #   bash scripts/bench.sh                      the full suite (~7 min): bench-results/ and BENCHMARKS.md
 #   bash scripts/bench.sh --quick              fewer repeats (~3 min); BENCHMARKS.md untouched
-#   bash scripts/bench.sh --only turn,relay    a subset of: cold,warm,turn,relay,idle,concurrent
+#   bash scripts/bench.sh --only turn,relay    a subset of: cold,warm,turn,relay,idle,concurrent,sessions
 #   bash scripts/bench.sh --skip idle --no-profile
 #
 # Like scripts/test.sh it first makes sure Berth is installed, a Docker engine

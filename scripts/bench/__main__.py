@@ -35,10 +35,18 @@ from typing import Any
 from scripts.bench import report
 from scripts.bench.common import REPO, Context, kill_all_children, raise_fd_limit
 
-ORDER = ["cold", "warm", "turn", "relay", "idle", "concurrent"]
+ORDER = ["cold", "warm", "turn", "relay", "idle", "concurrent", "sessions"]
 DOCKER = {"cold", "warm", "concurrent"}
 #: A benchmark that runs longer than this is stopped (all its waits are bounded anyway).
-WATCHDOG_S = {"cold": 900, "warm": 900, "turn": 600, "relay": 600, "idle": 1200, "concurrent": 1200}
+WATCHDOG_S = {
+    "cold": 900,
+    "warm": 900,
+    "turn": 600,
+    "relay": 600,
+    "idle": 1200,
+    "concurrent": 1200,
+    "sessions": 600,
+}
 
 
 class WatchdogExpired(Exception):
