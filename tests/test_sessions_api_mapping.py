@@ -119,3 +119,19 @@ def test_the_view_keeps_at_most_its_limit_of_events_per_session():
     for seq in range(1, 8):
         view.on_event(message(seq, "user", f"u{seq}"))
     assert [e["content"][0]["text"] for e in view.events(SID)[1]] == ["u5", "u6", "u7"]
+
+
+def test_the_view_forgets_sessions_that_ended_and_are_gone_when_a_new_one_appears():
+    gone: set[str] = set()
+    view = SessionsView(event_limit=10)
+
+    class Bus:
+        def subscribe(self, sink: object) -> None:
+            pass
+
+    view.start(Bus(), lambda sid: sid not in gone)  # type: ignore[arg-type]
+    view.on_event(p.SessionUpdate(session_id="old", seq=1, session=info(S.TERMINATED)))
+    view.on_event(p.SessionUpdate(session_id="live", seq=1, session=info(S.IDLE)))
+    gone.update({"old", "live"})
+    view.on_event(p.SessionUpdate(session_id="new", seq=1, session=info(S.STARTING)))
+    assert sorted(view.known()) == ["live", "new"]

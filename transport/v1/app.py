@@ -80,7 +80,7 @@ class SessionsApi:
         """Raises ValueError naming a bad environments file before anything is served."""
         view = SessionsView(config.sessions_api_event_limit)
         environments = load_environments(config)
-        view.start(berth.bus)
+        view.start(berth.bus, lambda sid: _exists(berth, sid))
         self.state = ApiState(berth, config, environments, view, StreamSlots(config.sessions_api_max_streams))
 
     def stop(self) -> None:
@@ -126,3 +126,11 @@ class SessionsApi:
     def _authorised(self, request: Request) -> bool:
         given = bearer(request.headers.get("Authorization")) or request.headers.get("x-api-key")
         return matches(given, self._api_token)
+
+
+def _exists(berth: Berth, session_id: str) -> bool:
+    try:
+        berth.lookup(session_id)
+    except BerthError:
+        return False
+    return True

@@ -50,6 +50,7 @@ def create(state: ApiState, request: Request) -> Response:
     if mode not in PERMISSION_MODES:
         raise ApiError(400, f"berth_permission_mode: one of {', '.join(PERMISSION_MODES)} (got {mode!r})")
     berth = state.berth
+    _prune(state)
     sid = berth.create_session(
         name=title or "session",
         repo_url=repo_url,

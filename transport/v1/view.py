@@ -87,9 +87,11 @@ class SessionsView:
         self._lock = threading.Lock()
         self._logs: dict[str, _SessionLog] = {}
         self._bus: EventBus | None = None
+        self._exists: Callable[[str], bool] = lambda _sid: True
 
-    def start(self, bus: EventBus) -> None:
-        self._bus = bus
+    def start(self, bus: EventBus, exists: Callable[[str], bool]) -> None:
+        """Follow ``bus``; ``exists`` tells whether Berth still has a session (a non-blocking read)."""
+        self._bus, self._exists = bus, exists
         bus.subscribe(self.on_event)
 
     def stop(self) -> None:
@@ -107,9 +109,19 @@ class SessionsView:
         if not isinstance(event, JOURNAL_EVENTS):
             return
         with self._lock:
-            log = self._logs.setdefault(event.session_id, _SessionLog())
+            log = self._logs.get(event.session_id)
+            if log is None:
+                self._forget_ended()
+                log = self._logs[event.session_id] = _SessionLog()
             for item in log.mapper.feed(event):
                 self._deliver(log, item)
+
+    def _forget_ended(self) -> None:
+        """Drop the logs of sessions that ended and are gone (evicted or deleted elsewhere)."""
+        for sid, log in list(self._logs.items()):
+            info = log.mapper.info
+            if info is not None and info.status.is_final and not log.streams and not self._exists(sid):
+                del self._logs[sid]
 
     def record(self, session_id: str, body: Body) -> Body:
         """Add an event the API accepted itself (interrupt, confirmation, update); returns it."""
