@@ -328,3 +328,15 @@ def test_the_model_list_and_the_permission_mode_travel_as_berth_extension_events
         )
     assert changed[-1].model == "builtin-echo"
     assert api.client.beta.sessions.retrieve(session.id).berth_permission_mode == "auto_edits"
+
+
+def test_a_claude_code_session_in_an_image_without_the_sdk_reports_session_error_then_terminated(api):
+    session = api.create(agent={"type": "agent_with_overrides", "id": "claude-code", "model": "claude-x"})
+    assert session.agent.id == "claude-code" and session.agent.model.id == "claude-x"
+    with api.stream(session.id, last_event_id="sevt_" + "0" * 18) as events:
+        seen = until(iter(events), lambda e: e.type == "session.status_terminated")
+    error = next(e for e in seen if e.type == "session.error")
+    assert "BERTH_IMAGE_EXTRAS=sdk" in error.error.message
+    assert "BERTH_IMAGE_EXTRAS=sdk" in seen[-1].berth_reason
+    assert api.client.beta.sessions.retrieve(session.id).status == "terminated"
+    assert any(e.type == "berth.system" for e in seen)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import anthropic
 import pytest
@@ -74,20 +73,20 @@ def test_the_session_limit_is_a_rate_limit_error_and_an_idle_interrupt_a_conflic
     assert "nothing to interrupt" in conflict.value.message
 
 
-def test_stopping_the_server_ends_an_open_event_stream_and_leaves_no_thread(base_config):
+def test_stopping_the_server_ends_an_open_event_stream_with_an_error_and_leaves_no_thread(base_config):
     baseline = set(threading.enumerate())
     running = serve(replace(base_config, sessions_api_keepalive=5.0))
     client = sdk(running)
     session = client.beta.sessions.create(agent="builtin", environment_id="default")
     ended = threading.Event()
-    got: list[Any] = []
+    errors: list[anthropic.APIStatusError] = []
 
     def read() -> None:
         try:
             with client.beta.sessions.events.stream(session.id) as events:
-                got.extend(events)
-        except anthropic.APIConnectionError:
-            pass
+                list(events)
+        except anthropic.APIStatusError as exc:
+            errors.append(exc)
         ended.set()
 
     reader = threading.Thread(target=read, daemon=True)

@@ -6,7 +6,9 @@ no ``id:``, so an EventSource's last id stays on the last listed event. A
 quiet stream sends ``event: ping`` every ``sessions_api_keepalive`` seconds:
 that write is how a client that went away is noticed, and its subscription
 freed. At most ``sessions_api_max_streams`` streams are open at once (each
-holds a server thread); one more is refused with 429.
+holds a server thread); one more is refused with 429. A stream the server
+ends early (it stops, or the client fell too far behind) ends with an SSE
+``error`` event, which the SDK raises.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
+from transport.v1.errors import ERROR_TYPES
 from transport.v1.mapping import Body
 from transport.v1.view import EventQueue, SessionsView, StreamEnded
 
@@ -30,6 +33,12 @@ def sse_frame(body: Body) -> bytes:
     if body["type"] not in ("event_start", "event_delta") and "id" in body:
         head += b"id: " + str(body["id"]).encode() + b"\n"
     return head + b"data: " + _encoder.encode(body) + b"\n\n"
+
+
+def error_frame(status: int, message: str) -> bytes:
+    """An SSE ``error`` event: the SDK raises it as an ``APIStatusError`` with this body."""
+    body = {"type": "error", "error": {"type": ERROR_TYPES[status], "message": message}}
+    return b"event: error\ndata: " + _encoder.encode(body) + b"\n\n"
 
 
 class StreamSlots:
@@ -79,7 +88,9 @@ class EventStreamBody:
         while True:
             try:
                 body = self._stream.get(self._keepalive)
-            except StreamEnded:
+            except StreamEnded as ended:
+                if ended.error:
+                    yield error_frame(503, ended.why)
                 return
             if body is None:
                 deleted = self._gone()

@@ -35,7 +35,14 @@ JOURNAL_EVENTS = (
 
 
 class StreamEnded(Exception):
-    """The stream is over: the server stops, the session is gone, or the client fell behind."""
+    """The stream is over: the server stops, the session is gone, or the client fell behind.
+
+    ``error`` is True when the client should hear why (an SSE ``error`` event).
+    """
+
+    def __init__(self, why: str, error: bool) -> None:
+        super().__init__(why)
+        self.why, self.error = why, error
 
 
 @dataclass(eq=False)
@@ -48,18 +55,19 @@ class EventQueue:
     _items: queue.SimpleQueue[Body | None] = field(default_factory=queue.SimpleQueue)
     ended: bool = False
     why: str = ""
+    error: bool = False
 
     def put(self, body: Body) -> None:
         if self.ended:
             return
         if self._items.qsize() >= self.limit:
-            self.end("the client fell too far behind; reconnect with Last-Event-ID to catch up")
+            self.end("the client fell too far behind; reconnect with Last-Event-ID to catch up", error=True)
             return
         self._items.put(body)
 
-    def end(self, why: str) -> None:
+    def end(self, why: str, error: bool = False) -> None:
         if not self.ended:
-            self.ended, self.why = True, why
+            self.ended, self.why, self.error = True, why, error
             self._items.put(None)
 
     def get(self, timeout: float) -> Body | None:
@@ -69,7 +77,7 @@ class EventQueue:
         except queue.Empty:
             return None
         if item is None:
-            raise StreamEnded(self.why)
+            raise StreamEnded(self.why, self.error)
         return item
 
 
@@ -100,7 +108,7 @@ class SessionsView:
         with self._lock:
             streams = [s for log in self._logs.values() for s in log.streams]
         for stream in streams:
-            stream.end("the server is shutting down")
+            stream.end("the server is shutting down; reconnect with Last-Event-ID", error=True)
 
     # ------------------------------------------------------------ journal in
 
