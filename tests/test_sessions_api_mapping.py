@@ -135,3 +135,16 @@ def test_the_view_forgets_sessions_that_ended_and_are_gone_when_a_new_one_appear
     gone.update({"old", "live"})
     view.on_event(p.SessionUpdate(session_id="new", seq=1, session=info(S.STARTING)))
     assert sorted(view.known()) == ["live", "new"]
+
+
+def test_an_approval_answered_over_the_websocket_no_longer_blocks_the_next_one():
+    mapper = EventMapper()
+    approval = p.PendingApproval(id="ap1", tool_name="Bash", tool_input={}, timestamp=0.0)
+    mapper.feed(p.SessionUpdate(session_id=SID, seq=1, session=info(S.RUNNING)))
+    mapper.feed(p.SessionUpdate(session_id=SID, seq=2, session=info(S.AWAITING_APPROVAL)))
+    mapper.feed(p.ApprovalRequested(session_id=SID, seq=3, approval=approval))
+    mapper.feed(p.SessionUpdate(session_id=SID, seq=4, session=info(S.RUNNING)))
+    second = p.PendingApproval(id="ap2", tool_name="Bash", tool_input={}, timestamp=0.0)
+    mapper.feed(p.SessionUpdate(session_id=SID, seq=5, session=info(S.AWAITING_APPROVAL)))
+    *_, blocked = listed(mapper.feed(p.ApprovalRequested(session_id=SID, seq=6, approval=second)))
+    assert [mapper.blockers[i].berth_id for i in blocked["stop_reason"]["event_ids"]] == ["ap2"]

@@ -203,6 +203,8 @@ class EventMapper:
         if new is old:
             return
         if new is S.RUNNING:
+            if old in (S.AWAITING_APPROVAL, S.AWAITING_ANSWER):
+                self.blockers.clear()  # answered, through whichever API
             self._list(seq, {"type": "session.status_running"}, None, out)
         elif new is S.IDLE and old is not S.STARTING:
             self.blockers.clear()
