@@ -248,6 +248,9 @@ def test_a_session_is_updated_listed_archived_and_deleted(api):
     )
     assert session.resources[0].url == "https://github.com/example/none"
     assert session.resources[0].checkout.name == "dev"
+    (listed,) = api.client.beta.sessions.resources.list(session.id)
+    fetched = api.client.beta.sessions.resources.retrieve(listed.id, session_id=session.id)
+    assert listed.id == fetched.id == session.resources[0].id and fetched.url == listed.url
     sessions = api.client.beta.sessions
     updated = sessions.update(session.id, title="renamed", metadata={"a": "1", "b": "2"})
     assert updated.title == "renamed" and updated.metadata == {"a": "1", "b": "2"}

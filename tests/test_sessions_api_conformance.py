@@ -78,7 +78,7 @@ def test_every_endpoint_of_the_sdk_has_a_conformance_row_and_the_supported_ones_
     for endpoint in endpoints():
         assert endpoint in ROWS, f"docs/sessions-api.md has no row for {endpoint}"
         status = ROWS[endpoint][0]
-        handler = endpoint.removeprefix("sessions.").replace("events.", "events_")
+        handler = endpoint.removeprefix("sessions.").replace(".", "_")
         if status == "not supported":
             assert handler not in routed, f"{endpoint} is routed but documented as not supported"
         else:

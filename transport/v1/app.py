@@ -39,6 +39,8 @@ ROUTES = Map(
         Rule("/v1/sessions/<sid>", endpoint="update", methods=["POST"]),
         Rule("/v1/sessions/<sid>", endpoint="delete", methods=["DELETE"]),
         Rule("/v1/sessions/<sid>/archive", endpoint="archive", methods=["POST"]),
+        Rule("/v1/sessions/<sid>/resources", endpoint="resources_list", methods=["GET"]),
+        Rule("/v1/sessions/<sid>/resources/<rid>", endpoint="resources_retrieve", methods=["GET"]),
         Rule("/v1/sessions/<sid>/events", endpoint="events_list", methods=["GET"]),
         Rule("/v1/sessions/<sid>/events", endpoint="events_send", methods=["POST"]),
         Rule("/v1/sessions/<sid>/events/stream", endpoint="events_stream", methods=["GET"]),
@@ -65,6 +67,7 @@ HANDLERS: dict[str, Handler] = {
     "update": session_routes.update,
     "delete": session_routes.delete,
     "archive": session_routes.archive,
+    "resources_list": session_routes.list_resources,
     "events_list": event_routes.list_events,
     "events_send": event_routes.send,
     "events_stream": event_routes.stream,
@@ -121,6 +124,8 @@ class SessionsApi:
             return session_routes.create(state, request)
         if endpoint == "list":
             return session_routes.list_sessions(state, request)
+        if endpoint == "resources_retrieve":
+            return session_routes.resource(state, args["sid"], args["rid"])
         return HANDLERS[endpoint](state, request, args["sid"])
 
     def _authorised(self, request: Request) -> bool:

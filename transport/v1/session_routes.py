@@ -1,4 +1,4 @@
-"""Session endpoints: create, retrieve, list, update, archive, delete."""
+"""Session endpoints: create, retrieve, list, update, archive, delete; and reading its resources."""
 
 from __future__ import annotations
 
@@ -152,6 +152,19 @@ def delete(state: ApiState, request: Request, api_id: str) -> Response:
     state.view.drop(sid, state.view.deleted_event(sid, timestamp(time.time())))
     state.records.drop(sid)
     return json_response({"id": session_id(sid), "type": "session_deleted"})
+
+
+def list_resources(state: ApiState, request: Request, api_id: str) -> Response:
+    resources = _body(state, state.berth.get_session(berth_session_id(api_id)).info)["resources"]
+    return json_response({"data": resources, "next_page": None})
+
+
+def resource(state: ApiState, api_id: str, resource_id: str) -> Response:
+    resources = _body(state, state.berth.get_session(berth_session_id(api_id)).info)["resources"]
+    for found in resources:
+        if found["id"] == resource_id:
+            return json_response(found)
+    raise ApiError(404, f"session {api_id} has no resource {resource_id!r}")
 
 
 # ---------------------------------------------------------------- helpers
