@@ -343,3 +343,12 @@ def test_a_claude_code_session_in_an_image_without_the_sdk_reports_session_error
     assert "BERTH_IMAGE_EXTRAS=sdk" in seen[-1].berth_reason
     assert api.client.beta.sessions.retrieve(session.id).status == "terminated"
     assert any(e.type == "berth.system" for e in seen)
+
+
+def test_initial_events_are_sent_when_the_session_is_created_and_a_stream_from_the_start_replays_them(api):
+    first = {"type": "user.message", "content": [{"type": "text", "text": "sent at creation"}]}
+    session = api.create(initial_events=[first])
+    with api.stream(session.id, last_event_id="sevt_" + "0" * 18) as events:
+        seen = until(iter(events), lambda e: e.type == "agent.message")
+    assert [e.content[0].text for e in seen if e.type == "user.message"] == ["sent at creation"]
+    assert seen[-1].content[0].text == "You said: sent at creation"
