@@ -186,12 +186,12 @@ def _record(state: ApiState, sid: str) -> SessionRecord:
 
 def _prune(state: ApiState) -> None:
     """Forget what the API kept about sessions Berth no longer has (evicted)."""
-    for sid in set(state.records.known()) | set(state.view.known()):
+    state.view.forget_ended()
+    for sid in state.records.known():
         try:
             state.berth.lookup(sid)
         except BerthError:
             state.records.drop(sid)
-            state.view.drop(sid)
 
 
 def _agent(value: Any) -> tuple[Agent, str | None]:

@@ -119,13 +119,21 @@ class SessionsView:
         with self._lock:
             log = self._logs.get(event.session_id)
             if log is None:
-                self._forget_ended()
+                self._forget_ended_locked()
                 log = self._logs[event.session_id] = _SessionLog()
             for item in log.mapper.feed(event):
                 self._deliver(log, item)
 
-    def _forget_ended(self) -> None:
-        """Drop the logs of sessions that ended and are gone (evicted or deleted elsewhere)."""
+    def forget_ended(self) -> None:
+        """Drop the logs of sessions that ended and are gone (evicted or deleted elsewhere).
+
+        A session that has not ended is kept even when Berth does not list it
+        yet: a new session publishes its first events before the directory has it.
+        """
+        with self._lock:
+            self._forget_ended_locked()
+
+    def _forget_ended_locked(self) -> None:
         for sid, log in list(self._logs.items()):
             info = log.mapper.info
             if info is not None and info.status.is_final and not log.streams and not self._exists(sid):
