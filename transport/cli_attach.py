@@ -36,7 +36,7 @@ def _keyboard(fd: int) -> Iterator[None]:
     """Keys one at a time, no echo, Ctrl-C as a byte (restored on the way out)."""
     saved = termios.tcgetattr(fd)
     try:
-        tty.setcbreak(fd)
+        tty.setcbreak(fd, termios.TCSANOW)  # keep keys typed before the switch
         mode = termios.tcgetattr(fd)
         mode[3] &= ~termios.ISIG
         termios.tcsetattr(fd, termios.TCSANOW, mode)
@@ -72,7 +72,9 @@ class LiveView:
         """A frame to send right after the first subscribe (e.g. the prompt of ``send --wait``)."""
         self._first.append(frame)
 
-    def run(self, since: int | None = None, history: bool = True, keys: bool = False) -> int:
+    def run(
+        self, since: int | None = None, history: bool = True, keys: bool = False, banner: str = ""
+    ) -> int:
         """Follow the session until ``stop_when`` says so, the session ends, or the user detaches."""
         self._live = self._open(since)
         for frame in self._first:
@@ -80,6 +82,8 @@ class LiveView:
         self._history = history
         use_keys = keys and sys.stdin.isatty()
         with _keyboard(sys.stdin.fileno()) if use_keys else contextlib.nullcontext():
+            if banner:
+                print(self.view.style.dim(banner), file=self._out, flush=True)
             try:
                 while True:
                     try:

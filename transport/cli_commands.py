@@ -145,10 +145,11 @@ def attach(args: argparse.Namespace, client: Client, settings: ClientSettings) -
 
 
 def _attach(client: Client, sid: str, settings: ClientSettings, json_mode: bool) -> int:
+    banner = ""
     if sys.stdout.isatty() and not json_mode:
-        help_line = "y/n approve, digits answer, type + Enter to send, Ctrl-C interrupts, Ctrl-D detaches"
-        print(Style(sys.stdout).dim(f"attached to {sid} — {help_line}"), flush=True)
-    return LiveView(client, sid, settings, json_mode=json_mode).run(keys=True)
+        keys = "y/n approve, digits answer, type + Enter to send, Ctrl-C interrupts, Ctrl-D detaches"
+        banner = f"attached to {sid} — {keys}"
+    return LiveView(client, sid, settings, json_mode=json_mode).run(keys=True, banner=banner)
 
 
 def send(args: argparse.Namespace, client: Client, settings: ClientSettings) -> int:

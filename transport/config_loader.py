@@ -214,7 +214,7 @@ def _decode_extra(kind: type, value: Any) -> Any:
         return Secret(value)
     if kind is Path and isinstance(value, str):
         return Path(value).expanduser()
-    raise NotImplementedError(f"cannot make a {kind.__name__} from {type(value).__name__}")
+    raise TypeError(f"Expected `str`, got `{type(value).__name__}`")
 
 
 def _explain(message: str, data: dict[str, Any], sources: dict[str, str]) -> ConfigError:
