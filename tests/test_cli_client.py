@@ -192,7 +192,22 @@ def test_approve_deny_answer_and_interrupt_work_from_separate_commands(server):
 
 def test_stop_keeps_the_session_readable_and_rm_deletes_it(server):
     sid = _new(server, "doomed")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "transport.cli", "logs", "-f", sid],
+        cwd=REPO,
+        env=_env(server),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follow.stdout is not None
+    assert (
+        "Session container ready"
+        in follow.stdout.readline() + follow.stdout.readline() + follow.stdout.readline()
+    )
     assert berth(server, "stop", sid).returncode == 0
+    out, _ = follow.communicate(timeout=60)
+    assert follow.returncode == 0
+    assert "· status: terminated (Session terminated: stopped with berth stop)" in out
     wait_until(lambda: call(server, "GET", f"/api/sessions/{sid}")[1]["session"]["status"] == "terminated")
     assert sid not in berth(server, "ls").stdout
     assert sid in berth(server, "ls", "--all").stdout
