@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,28 @@ def test_berth_serve_prints_where_the_token_is_and_the_token_when_it_made_it_eve
         out, _ = serving.communicate(timeout=60)
     assert serving.returncode == 0 and "Shutting down" in out
     assert not (state / "server-url").exists()
+
+
+def test_scripts_serve_py_runs_as_the_readme_shows(tmp_path):
+    serving = subprocess.Popen(
+        [sys.executable, "scripts/serve.py", "--port", "0", "--runtime", "external"],
+        cwd=REPO,
+        env={**os.environ, "BERTH_STATE_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serving.stdout is not None
+        lines = [serving.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith(f"API token: kept in {tmp_path / 'api-token'}")
+        assert lines[1].startswith("New API token (shown only now): ")
+        assert lines[2].startswith("Berth is serving on http://127.0.0.1:")
+        url = lines[2].split()[4]
+        with urllib.request.urlopen(url + "/") as page:
+            assert b"<title>Berth</title>" in page.read()
+            assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        _, err = serving.communicate(timeout=60)
+    assert serving.returncode == 0, err

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,18 @@ def test_a_dropped_connection_mid_stream_is_resumed_with_nothing_lost_or_shown_t
         page.close()
     finally:
         proxy.close()
+
+
+def test_the_page_serves_only_its_own_files_and_the_api_still_needs_the_token(server):
+    base = server.server.http_url
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(base + path) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status("/") == 200 and status("/web/app.js") == 200 and status("/web/style.css") == 200
+    assert status("/web/..%2fweb.py") == 404 and status("/web/nope.js") == 404 and status("/web/") == 404
+    assert status("/api/sessions") == 401

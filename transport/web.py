@@ -13,6 +13,8 @@ from werkzeug.wrappers import Response
 
 ROOT = Path(__file__).resolve().parent / "web"
 PREFIX = "/web/"
+#: Only the page's own files and its own server; no inline script can run.
+POLICY = "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
@@ -30,4 +32,5 @@ def page(path: str) -> Response | None:
     response = Response(file.read_bytes(), mimetype=TYPES[file.suffix])
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = POLICY
     return response
