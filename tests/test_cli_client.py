@@ -164,6 +164,8 @@ def test_a_question_is_answered_inline_in_attach_by_its_option_number(server):
         terminal.expect("[2] no")
         terminal.type("2")
         terminal.expect("You answered: Ship it? = no")
+        terminal.expect("turn done")
+        terminal.expect("· status: idle")
         terminal.type("\x03")  # nothing running: Ctrl-C detaches
         assert terminal.exit_code() == 0
     finally:

@@ -133,9 +133,11 @@ class EventView:
         status = session["status"]
         if status == self.status:
             return
-        self.status = status
-        if status not in ("awaiting_approval", "awaiting_answer"):
-            self.pending_approval = None if status != "running" else self.pending_approval
+        before, self.status = self.status, status
+        if before == "awaiting_approval" or status in FINAL:
+            self.pending_approval = None
+        if before == "awaiting_answer" or status in FINAL:
+            self.pending_question = None
         reason = f" ({session['statusReason']})" if session.get("statusReason") else ""
         if not quiet or status in FINAL:
             self._line(self.style.dim(f"· status: {status}{reason}"))
