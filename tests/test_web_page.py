@@ -77,6 +77,8 @@ def test_the_page_refuses_a_wrong_token_and_names_the_fix(browser, server):
     error = page.wait_for_selector("#login-error:not([hidden])")
     assert "refused" in error.inner_text() and "api-token" in error.inner_text()
     assert page.is_hidden("#app")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-phone-login.png"))
     page.close()
 
 
@@ -123,6 +125,9 @@ def test_on_a_phone_the_chat_answers_a_question_interrupts_stops_and_deletes(bro
     assert status == 201
     sid = created["session"]["id"]
     page = _signed_in(browser, server, PHONE)
+    page.wait_for_selector(f".session[data-id='{sid}'] .status.s-idle", timeout=90_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-phone-sessions.png"))
     page.click(f".session[data-id='{sid}'] a")
     page.wait_for_selector("#chat-status.s-idle", timeout=90_000)
     assert page.is_hidden("#list-pane"), "on a phone the chat takes the whole screen"
