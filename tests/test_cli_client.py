@@ -73,6 +73,7 @@ class Terminal:
         )
         os.close(slave)
         self.output = ""
+        self.cursor = 0
 
     def _read(self) -> str:
         if select.select([self.master], [], [], 0.05)[0]:
@@ -83,10 +84,21 @@ class Terminal:
         return self.output
 
     def expect(self, text: str, timeout: float = 30) -> None:
+        """Wait for ``text`` after what an earlier ``expect`` matched (as pexpect does)."""
         try:
-            wait_until(lambda: text in self._read(), timeout=timeout, what=f"{text!r} on the terminal")
+            wait_until(
+                lambda: text in self._read()[self.cursor :], timeout=timeout, what=f"{text!r} on the terminal"
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the terminal shows:\n{self.output}") from None
+        self.cursor = self.output.index(text, self.cursor) + len(text)
+
+    def expect_all(self, *texts: str, timeout: float = 30) -> None:
+        """Wait for every one of ``texts``, in any order, after the last match."""
+        wait_until(
+            lambda: all(t in self._read()[self.cursor :] for t in texts), timeout=timeout, what=f"{texts}"
+        )
+        self.cursor = len(self.output)
 
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -155,21 +167,23 @@ def test_attach_streams_and_an_approval_is_answered_with_a_keypress(server):
     assert any(m["kind"] == "tool_result" and m["content"] == "Bash ran: echo from attach" for m in history)
 
 
-def test_a_question_is_answered_inline_in_attach_by_its_option_number(server):
-    sid = _new(server)
-    terminal = Terminal(server, "attach", sid)
+def test_new_attach_shows_the_start_then_a_question_is_answered_inline_by_its_option_number(server):
+    terminal = Terminal(server, "new", "asker", "--attach")
     try:
+        terminal.expect("starting the session's container")
+        terminal.expect("ready in")
         terminal.expect("attached to")
         terminal.type("/ask Ship it?\r")
         terminal.expect("[2] no")
         terminal.type("2")
         terminal.expect("You answered: Ship it? = no")
-        terminal.expect("turn done")
-        terminal.expect("· status: idle")
+        terminal.expect_all("turn done", "· status: idle")
         terminal.type("\x03")  # nothing running: Ctrl-C detaches
         assert terminal.exit_code() == 0
     finally:
         terminal.close()
+    (session,) = call(server, "GET", "/api/sessions")[1]["sessions"]
+    assert session["name"] == "asker" and session["status"] == "idle"
 
 
 def test_approve_deny_answer_and_interrupt_work_from_separate_commands(server):
