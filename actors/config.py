@@ -16,6 +16,10 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "berth"
 
 
+#: The runners the session image knows (agent/config.py).
+AGENT_RUNNERS = ("builtin", "sdk")
+
+
 @dataclass(frozen=True)
 class BerthConfig:
     """Durations are seconds. Tests shrink them; nothing else is hard-coded."""
@@ -102,6 +106,8 @@ class BerthConfig:
                 raise ValueError(f"{name} must be >= 0 seconds")
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError("instance_id may hold letters, digits, '-' and '_' only")
+        if self.agent_runner not in AGENT_RUNNERS:
+            raise ValueError(f"agent_runner must be one of {', '.join(AGENT_RUNNERS)}")
 
     @property
     def secrets_root(self) -> Path:

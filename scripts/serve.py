@@ -14,6 +14,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transport.cli import main
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    serve_at = next((i for i, a in enumerate(args) if a in ("--host", "--port")), len(args))
-    sys.exit(main([*args[:serve_at], "serve", *args[serve_at:]]))
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -1,81 +1,67 @@
-"""The ``berth`` command: ``berth demo`` and ``berth serve``."""
+"""The ``berth`` command: run the server (``serve``, ``demo``), show the
+configuration (``config``), and drive sessions on a running server (``ls``,
+``new``, ``attach``, ...).
+
+Every option may come before or after the sub-command. Exit codes: 0 ok,
+1 the server said no, 2 usage or configuration, 3 the server cannot be reached.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
-from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from actors.config import BerthConfig, default_state_dir
 from actors.runtime import EngineUnavailable, ExternalRuntime
 from actors.secret import Secret
+from transport import cli_commands, config_loader
+from transport.auth import API_TOKEN_FILE, load_or_create_api_token
+from transport.cli_client import SERVER_URL_FILE, Client, Refused, Unreachable, find_server
+from transport.cli_view import dump_json
+from transport.config_loader import ConfigError, Loaded
 from transport.demo import run_demo
 from transport.serve import start_server
-from transport.settings import ServerSettings
 
 
-def _config(args: argparse.Namespace) -> BerthConfig:
-    return BerthConfig(
-        instance_id=args.instance,
-        image=args.image,
-        state_dir=Path(args.state_dir),
-        max_sessions=args.max_sessions,
-        claude_dir=Path(args.claude_dir) if args.claude_dir else None,
-        agent_runner=args.runner,
-        github_token=Secret(os.environ["GITHUB_TOKEN"]) if os.environ.get("GITHUB_TOKEN") else None,
-    )
-
-
-def _serve(args: argparse.Namespace) -> int:
-    settings = ServerSettings(host=args.host, port=args.port)
-    config = replace(_config(args), warm_pool_size=args.warm)
-    options: dict[str, Any] = {}
-    if args.runtime == "external":
-        options["runtime"] = ExternalRuntime()
-    if args.api_token_file:
-        options["api_token"] = Secret(Path(args.api_token_file).read_text().strip())
+def version() -> str:
     try:
-        running = start_server(config, settings, **options)
-    except (EngineUnavailable, ValueError) as exc:
-        print(f"berth: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"Berth is serving on {running.server.http_url} (agents: {running.server.ws_url}/agent/<id>)",
-        flush=True,
+        return metadata.version("berth")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _common(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """The options every sub-command takes (so they work after it, too)."""
+    config_loader.add_flags(parser, skip_aliases=skip)
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    parser.add_argument(
+        "--server", default=argparse.SUPPRESS, metavar="URL", help="the Berth server (or BERTH_URL)"
     )
-    if running.new_token:
-        token_file = Path(args.state_dir) / "api-token"
-        print(f"API token (shown once; kept in {token_file}, mode 0600): {running.api_token.reveal()}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    print("Shutting down: terminating sessions and removing their containers…")
-    running.stop()
-    return 0
+    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="berth", description="Run coding-agent sessions in containers.")
-    parser.add_argument("--image", default="berth-session:latest", help="session image")
-    parser.add_argument("--instance", default="default", help="instance id (labels its containers)")
-    parser.add_argument("--state-dir", default=str(default_state_dir()))
-    parser.add_argument("--max-sessions", type=int, default=50)
-    parser.add_argument("--claude-dir", default=None, help="the .claude directory with .credentials.json")
-    parser.add_argument("--runner", default="builtin", choices=["builtin", "sdk"])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run one session end to end and clean up")
-    serve = commands.add_parser("serve", help="serve the REST and WebSocket API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--warm", type=int, default=0, help="pre-started containers for instant sessions")
+def build_parser() -> argparse.ArgumentParser:
+    parser = _common(
+        argparse.ArgumentParser(
+            prog="berth",
+            description="Run coding-agent sessions in containers, and drive them.",
+            epilog="Options can be given before or after the sub-command.",
+            allow_abbrev=False,
+        )
+    )
+    parser.add_argument("--version", action="version", version=f"berth {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _common(commands.add_parser("demo", allow_abbrev=False, help="run one session end to end and clean up"))
+    serve = _common(
+        commands.add_parser(
+            "serve", allow_abbrev=False, help="serve the REST and WebSocket API and the web page"
+        )
+    )
     serve.add_argument(
         "--runtime",
         choices=["docker", "external"],
@@ -83,18 +69,94 @@ def main(argv: list[str] | None = None) -> int:
         help="external: start no containers; agents connect from elsewhere (benchmarks, development)",
     )
     serve.add_argument("--api-token-file", default=None, help="read the API token from this file")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    config = _common(
+        commands.add_parser("config", allow_abbrev=False, help="the effective configuration and its sources")
     )
+    config.add_argument("--json", action="store_true")
+    cli_commands.add_parsers(commands, _common)
+    return parser
+
+
+def _show_config(loaded: Loaded, as_json: bool) -> int:
+    values = loaded.values()
+    if as_json:
+        dump_json(
+            {
+                k: {"value": config_loader.shown_value(v), "source": loaded.sources[k]}
+                for k, v in values.items()
+            },
+            sys.stdout,
+        )
+        return 0
+    width = max(len(k) for k in values)
+    for name, value in values.items():
+        print(f"{name.ljust(width)}  {config_loader.shown_value(value)}  ({loaded.sources[name]})")
+    return 0
+
+
+def _serve(args: argparse.Namespace, loaded: Loaded) -> int:
+    config, settings = loaded.config, loaded.server
+    options: dict[str, Any] = {}
+    if args.runtime == "external":
+        options["runtime"] = ExternalRuntime()
+    if args.api_token_file:
+        token = Secret(Path(args.api_token_file).read_text().strip())
+        print(f"API token: read from {args.api_token_file}", flush=True)
+    else:
+        token, created = load_or_create_api_token(config.state_dir)
+        token_file = config.state_dir / API_TOKEN_FILE
+        print(f"API token: kept in {token_file} (mode 0600)", flush=True)
+        if created:
+            print(f"New API token (shown only now): {token.reveal()}", flush=True)
     try:
-        config = _config(args)
-    except ValueError as exc:
+        running = start_server(config, settings, api_token=token, **options)
+    except (EngineUnavailable, ValueError) as exc:
         print(f"berth: {exc}", file=sys.stderr)
         return 2
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url_file = config.state_dir / SERVER_URL_FILE
+    url_file.write_text(running.server.http_url + "\n")
+    print(
+        f"Berth is serving on {running.server.http_url} (web page: {running.server.http_url}/, "
+        f"agents: {running.server.ws_url}/agent/<id>)",
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    print("Shutting down: terminating sessions and removing their containers…", flush=True)
+    running.stop()
+    url_file.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        loaded = config_loader.load(args)
+    except ConfigError as exc:
+        print(f"berth: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        return _show_config(loaded, args.json)
     if args.command == "demo":
-        return run_demo(config)
-    return _serve(args)
+        return run_demo(loaded.config)
+    if args.command == "serve":
+        return _serve(args, loaded)
+    client = Client(find_server(loaded, getattr(args, "server", None)), loaded.client.request_timeout)
+    try:
+        return cli_commands.COMMANDS[args.command](args, client, loaded.client)
+    except Refused as exc:
+        print(f"berth: {exc}", file=sys.stderr)
+        return 1
+    except Unreachable as exc:
+        print(f"berth: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 from actors.api import Berth, BerthError
 from actors.config import BerthConfig
 from actors.secret import Secret
-from transport import rest
+from transport import rest, web
 from transport.agent_endpoint import serve_agent, serve_pooled_agent
 from transport.auth import bearer, matches
 from transport.client_endpoint import ClientSession
@@ -128,6 +128,9 @@ class BerthServer:
     def _respond(self, request: Request, environ: dict[str, Any]) -> Response | None:
         if request.path.startswith("/v1/"):
             return self.sessions_api.respond(request)
+        static = web.page(request.path)
+        if static is not None:
+            return static
         berth = self._berth
         if berth is None:
             return error_response(503, "Berth is starting")

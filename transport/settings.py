@@ -15,3 +15,21 @@ class ServerSettings:
     max_message_size: int = 8 * 1024 * 1024
     #: Seconds between pings that detect dead peers; None disables them.
     ping_interval: float | None = 20.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535 (0 picks a free port)")
+        if self.ping_interval is not None and self.ping_interval <= 0:
+            raise ValueError("ping_interval must be > 0 seconds, or empty for no pings")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """The ``berth`` CLI's own knobs when it talks to a server."""
+
+    #: Seconds one REST call or WebSocket handshake may take.
+    request_timeout: float = 30.0
+    #: The longest pause between attempts to reconnect a live view.
+    reconnect_delay_max: float = 5.0
+    #: A live view that cannot reconnect for this long gives up (exit 3).
+    reconnect_give_up: float = 300.0
