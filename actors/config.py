@@ -83,6 +83,31 @@ class BerthConfig:
     sessions_api_event_limit: int = 20_000
     #: Sessions API: a TOML file of named environments (``[name]`` tables); None = only "default".
     sessions_api_environments: Path | None = None
+    # Manager sessions (docs/managers.md).
+    #: Events that arrive together are delivered to an idle manager after this delay, in one message.
+    manager_batch_delay: float = 2.0
+    #: The shortest wait before an idle manager with nothing to wait for is nudged to continue.
+    manager_continue_delay: float = 3.0
+    #: Backoff after a streak of n fast turns: base * 2**(n-1), at most ``manager_backoff_max``.
+    manager_backoff_base: float = 2.0
+    manager_backoff_max: float = 60.0
+    #: A manager turn shorter than this with fewer output tokens than the next field is "fast".
+    manager_fast_turn: float = 3.0
+    manager_fast_turn_tokens: int = 50
+    #: A working child with no agent traffic this long is reported to its manager as stale.
+    manager_child_stale: float = 30.0
+    #: A child reports agent traffic to its manager at most this often.
+    manager_activity_interval: float = 1.0
+    #: Characters of a child's turn output in a "completed" event.
+    manager_child_output_limit: int = 4000
+    #: Characters of a child's tool input (and of its reason) in an approval event.
+    manager_approval_input_limit: int = 1000
+    #: Events held for a manager; past it the oldest give way and the next delivery says so.
+    manager_event_queue_limit: int = 200
+    #: The latest automatic resume a pause may ask for, from now.
+    manager_max_pause: float = 86400.0
+    #: Deleting or terminating a manager leaves its children running (else it ends them).
+    manager_orphans_children: bool = False
 
     def __post_init__(self) -> None:
         if self.max_sessions < 0:
@@ -101,9 +126,21 @@ class BerthConfig:
             "reconnect_grace",
             "child_restart_delay",
             "child_restart_max_delay",
+            "manager_batch_delay",
+            "manager_continue_delay",
+            "manager_backoff_base",
+            "manager_backoff_max",
+            "manager_fast_turn",
+            "manager_child_stale",
+            "manager_activity_interval",
+            "manager_max_pause",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")
+        limits = ("manager_child_output_limit", "manager_approval_input_limit", "manager_event_queue_limit")
+        for name in limits:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError("instance_id may hold letters, digits, '-' and '_' only")
         if self.agent_runner not in AGENT_RUNNERS:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.outcome import Rejected
-from transport.protocol import ChatMessage, ServerToAgent, SessionEvent, SessionInfo
+from transport.protocol import ChatMessage, PendingQuestion, ServerToAgent, SessionEvent, SessionInfo
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,33 @@ class Persist:
     """The state changed in a way that must survive a restart."""
 
 
+@dataclass(frozen=True)
+class AskUser:
+    """The server itself asks the session's user ``question`` (a manager's onboarding):
+    it becomes the pending question, the status ``awaiting_answer``; the answer
+    is not forwarded to the agent."""
+
+    question: PendingQuestion
+
+
+@dataclass(frozen=True)
+class TellSession:
+    """Tell another session's actor ``message`` (found in the published directory;
+    dropped quietly when that session is gone)."""
+
+    session_id: str
+    message: Any
+
+
+@dataclass(frozen=True)
+class EndSession:
+    """Ask the supervisor to delete (or terminate) another session: a manager's child."""
+
+    session_id: str
+    delete: bool
+    reason: str
+
+
 Effect = (
     SendToAgent
     | CloseAgentLink
@@ -133,4 +160,7 @@ Effect = (
     | StopActor
     | Reply
     | Persist
+    | AskUser
+    | TellSession
+    | EndSession
 )

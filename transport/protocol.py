@@ -98,6 +98,27 @@ class ModelInfo(_Record, frozen=True):
     description: str = ""
 
 
+class ChildSummary(_Record, frozen=True):
+    """One child of a manager session, as its manager's info lists it."""
+
+    id: str
+    name: str
+    status: SessionStatus
+
+
+class ManagerInfo(_Record, frozen=True):
+    """What a manager session is doing: its live children and its current step."""
+
+    children: list[ChildSummary] = []
+    step: str = "idle"
+    paused: bool = False
+    #: Unix time of the scheduled automatic resume, if any.
+    resume_at: float | None = None
+    #: Events for the manager waiting to be delivered (queued while it is busy or paused).
+    pending_events: int = 0
+    configured: bool = False
+
+
 class SessionInfo(_Record, frozen=True):
     """What a client sees of a session (never a secret)."""
 
@@ -114,6 +135,10 @@ class SessionInfo(_Record, frozen=True):
     last_message_at: float | None = None
     last_message_preview: str | None = None
     status_reason: str | None = None
+    #: The id of the manager session that created this one.
+    managed_by: str | None = None
+    #: Set for manager sessions only.
+    manager: ManagerInfo | None = None
 
 
 # --------------------------------------------------------------------------
