@@ -19,6 +19,7 @@ every actor and thread that Berth started.
 
 from __future__ import annotations
 
+import hmac
 import queue
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -33,6 +34,7 @@ from actors.clock import Clock, ManualClock
 from actors.config import BerthConfig
 from actors.directory import Directory
 from actors.events import EventBus
+from actors.manager_events import PauseManager, ReportStep, ResumeManager
 from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
 from actors.settle import settle
@@ -215,6 +217,41 @@ class Berth:
 
     def request_models(self, session_id: str) -> None:
         self._command(session_id, m.RequestModels())
+
+    # ------------------------------------------------------------ managers (docs/managers.md)
+
+    def create_manager(self, name: str = "manager", **fields: Any) -> str:
+        """A manager session: it gets a manager token scoped to itself and its children."""
+        return self.create_session(name, manager=True, **fields)
+
+    def report_step(self, session_id: str, step: str) -> None:
+        self._command(session_id, ReportStep(step))
+
+    def pause_manager(self, session_id: str, resume_at: float | None = None) -> None:
+        """Pause auto-continue and event delivery; ``resume_at`` is Unix time within 24 h."""
+        self._command(session_id, PauseManager(resume_at))
+
+    def resume_manager(self, session_id: str) -> None:
+        self._command(session_id, ResumeManager())
+
+    def manager_for_token(self, token: str | None) -> str | None:
+        """The live manager session whose manager token this is (constant-time compares)."""
+        if not token:
+            return None
+        given = token.encode()
+        found: m.SessionEntry | None = None
+        for sid in self._directory.ids():
+            entry = self._directory.get(sid)
+            if entry is None or entry.manager_token is None or entry.ref is None:
+                continue
+            if hmac.compare_digest(given, entry.manager_token.reveal().encode()):
+                found = entry
+        if found is None or found.cell is None or found.cell.info.status.is_final:
+            return None
+        return found.session_id
+
+    def children_of(self, manager_id: str) -> list[SessionInfo]:
+        return [info for info in self._directory.infos() if info.managed_by == manager_id]
 
     def pool_status(self) -> dict[str, int]:
         """Counts of the warm pool's slots: ``slots``, ``ready``, ``claimed``, ``replaced``…"""

@@ -9,10 +9,8 @@ costs its manager one message a second, not one per token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from actors.config import BerthConfig
 from actors.effects import TellSession
 from actors.manager_events import (
     ChildActive,
@@ -24,7 +22,8 @@ from actors.manager_events import (
     ChildStarted,
     ChildStatus,
 )
-from transport.protocol import ChatMessage, PendingApproval, SessionStatus
+from actors.manager_rules import ManagerRules
+from transport.protocol import PendingApproval, SessionStatus
 
 S = SessionStatus
 
@@ -35,6 +34,8 @@ class ManagedBy:
 
     manager_id: str
     last_active_report: float | None = None
+    #: The assistant text of the current turn, its latest ``manager_child_output_limit`` characters.
+    output: str = ""
 
 
 def started(link: ManagedBy, child_id: str, name: str) -> list[TellSession]:
@@ -42,7 +43,7 @@ def started(link: ManagedBy, child_id: str, name: str) -> list[TellSession]:
 
 
 def agent_traffic(
-    link: ManagedBy, child_id: str, now: float, config: BerthConfig
+    link: ManagedBy, child_id: str, now: float, config: ManagerRules
 ) -> tuple[ManagedBy, list[TellSession]]:
     last = link.last_active_report
     if last is not None and now - last < config.manager_activity_interval:
@@ -70,11 +71,19 @@ def status_changed(
     return [TellSession(link.manager_id, report)]
 
 
-def turn_ended(
-    link: ManagedBy, child_id: str, history: Iterable[ChatMessage], is_error: bool, config: BerthConfig
-) -> list[TellSession]:
-    output = turn_output(history, config.manager_child_output_limit)
-    return [TellSession(link.manager_id, ChildCompleted(child_id, output, is_error))]
+def user_message(link: ManagedBy) -> ManagedBy:
+    """A new turn: its output starts empty."""
+    return replace(link, output="")
+
+
+def assistant_said(link: ManagedBy, text: str, config: ManagerRules) -> ManagedBy:
+    joined = f"{link.output}\n\n{text}" if link.output else text
+    return replace(link, output=bounded_tail(joined, config.manager_child_output_limit))
+
+
+def turn_ended(link: ManagedBy, child_id: str, is_error: bool) -> tuple[ManagedBy, list[TellSession]]:
+    report = ChildCompleted(child_id, link.output, is_error)
+    return replace(link, output=""), [TellSession(link.manager_id, report)]
 
 
 def approval_requested(link: ManagedBy, child_id: str, approval: PendingApproval) -> list[TellSession]:
@@ -86,13 +95,6 @@ def gone(link: ManagedBy, child_id: str, how: str) -> list[TellSession]:
     return [TellSession(link.manager_id, ChildEnded(child_id, how))]
 
 
-def turn_output(history: Iterable[ChatMessage], limit: int) -> str:
-    """The assistant text since the last user message, at most ``limit`` characters (the latest)."""
-    parts: list[str] = []
-    for message in history:
-        if message.kind == "user":
-            parts = []
-        elif message.kind == "assistant":
-            parts.append(message.content)
-    text = "\n\n".join(parts)
+def bounded_tail(text: str, limit: int) -> str:
+    """The latest ``limit`` characters of ``text`` (a cut start is marked with …)."""
     return text if len(text) <= limit else "…" + text[-(limit - 1) :]

@@ -118,6 +118,15 @@ class Persist:
 
 
 @dataclass(frozen=True)
+class ToAgent:
+    """Send on the session's current agent link, or queue while there is none: what a
+    sub-core that does not know the link (a manager's) asks; the session core makes
+    it a ``SendToAgent``."""
+
+    frame: ServerToAgent
+
+
+@dataclass(frozen=True)
 class AskUser:
     """The server itself asks the session's user ``question`` (a manager's onboarding):
     it becomes the pending question, the status ``awaiting_answer``; the answer
@@ -160,6 +169,7 @@ Effect = (
     | StopActor
     | Reply
     | Persist
+    | ToAgent
     | AskUser
     | TellSession
     | EndSession

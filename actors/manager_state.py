@@ -39,7 +39,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from actors.config import BerthConfig
 from actors.effects import (
     AskUser,
     CancelTimer,
@@ -48,9 +47,9 @@ from actors.effects import (
     Persist,
     RecordMessage,
     Reply,
-    SendToAgent,
     StartTimer,
     TellSession,
+    ToAgent,
 )
 from actors.manager_events import (
     STEPS,
@@ -90,6 +89,7 @@ from actors.manager_onboarding import (
     parse_preferences,
     reminder,
 )
+from actors.manager_rules import ManagerRules
 from actors.outcome import Rejected
 from transport.protocol import (
     ChatMessage,
@@ -167,7 +167,7 @@ def manager_info(state: ManagerState) -> ManagerInfo:
     )
 
 
-def continue_delay(streak: int, config: BerthConfig) -> float:
+def continue_delay(streak: int, config: ManagerRules) -> float:
     backoff = (
         0.0
         if streak <= 0
@@ -179,7 +179,7 @@ def continue_delay(streak: int, config: BerthConfig) -> float:
 Result = tuple[ManagerState, list[Effect]]
 
 
-def step_manager(state: ManagerState, event: ManagerInput, now: float, config: BerthConfig) -> Result:
+def step_manager(state: ManagerState, event: ManagerInput, now: float, config: ManagerRules) -> Result:
     """Apply one input; after ``ManagerEnded`` nothing has any effect but a refusal."""
     if state.ended:
         if isinstance(event, (PauseManager, ResumeManager, ReportStep, OnboardingAnswered)):
@@ -191,7 +191,7 @@ def step_manager(state: ManagerState, event: ManagerInput, now: float, config: B
 class _Step:
     """One application of the rules; collects effects while it replaces the state."""
 
-    def __init__(self, state: ManagerState, now: float, config: BerthConfig) -> None:
+    def __init__(self, state: ManagerState, now: float, config: ManagerRules) -> None:
         self.s = state
         self.now = now
         self.c = config
@@ -395,7 +395,7 @@ class _Step:
         """Start a manager turn: a user message to its agent, recorded in its history."""
         self._cancel_batch_and_continue()
         message_id = self._next_id()
-        self.fx.append(SendToAgent(UserMessage(content=content, id=message_id)))
+        self.fx.append(ToAgent(UserMessage(content=content, id=message_id)))
         self.fx.append(RecordMessage(_message(message_id, "user", content, self.now)))
         self.fx.append(Persist())
         self._set(idle=False, nudged_at=self.now)
@@ -447,8 +447,8 @@ class _Step:
             self.fx.append(
                 Reply(
                     Rejected(
-                        f"resume_at must lie in the next {limit:g} s (Unix time after now, "
-                        f"at most {self.now + limit:.0f}); leave it out to pause until resumed",
+                        f"resume_at must lie after now and at most {limit:g} s ahead; "
+                        "leave it out to pause until resumed",
                         400,
                     )
                 )
@@ -460,7 +460,7 @@ class _Step:
         if resume_at is not None:
             self.fx.append(StartTimer(RESUME, resume_at - self.now, ResumeDue()))
         if not self.s.idle and self.s.onboarding == "done":
-            self.fx.append(SendToAgent(Interrupt()))
+            self.fx.append(ToAgent(Interrupt()))
         self._set(paused=True, resume_at=resume_at)
         when = f" It resumes by itself in {resume_at - self.now:g} s." if resume_at is not None else ""
         self._system("Manager session paused: auto-continue and event delivery are suspended." + when)
@@ -496,7 +496,7 @@ class _Step:
             self.fx.append(Persist())
 
 
-def restore(state: ManagerState, now: float, config: BerthConfig) -> Result:
+def restore(state: ManagerState, now: float, config: ManagerRules) -> Result:
     """After a restart: re-arm what the saved state implies (a resume-at that
     passed resumes now; stale watches count from each child's last traffic)."""
     if state.ended:

@@ -58,6 +58,10 @@ class SessionSpec:
     permission_mode: str = "normal"
     model: str | None = None
     runner: str | None = None
+    #: A manager session: it gets a manager token scoped to itself and its children.
+    manager: bool = False
+    #: The manager session that created this one (set from the manager's token, never by hand).
+    managed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class SessionEntry:
     final_view: SessionView | None = None
     #: Sessions only (pool slots have none).
     cell: InfoCell | None = None
+    #: A manager session's API token (scoped to it and its children).
+    manager_token: Secret | None = None
 
 
 # Supervisor: facts from sessions

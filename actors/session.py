@@ -27,6 +27,7 @@ from actors import effects as fx
 from actors import messages as m
 from actors.clock import Clock
 from actors.config import BerthConfig
+from actors.directory import Directory
 from actors.events import EventBus
 from actors.journal import Journal
 from actors.outcome import Rejected
@@ -59,13 +60,22 @@ class SessionDeps:
     bus: EventBus
     pool: Any | None = None
     store: SessionStore = field(default_factory=NullStore)
+    #: Where a session finds another's actor (a child its manager's, a manager its children's).
+    directory: Directory | None = None
 
 
 class SessionActor(pykka.ThreadingActor):
     def __init__(
-        self, session_id: str, spec: m.SessionSpec, agent_token: Secret, cell: m.InfoCell, deps: SessionDeps
+        self,
+        session_id: str,
+        spec: m.SessionSpec,
+        agent_token: Secret,
+        cell: m.InfoCell,
+        deps: SessionDeps,
+        manager_token: Secret | None = None,
     ) -> None:
         super().__init__()
+        self._manager_token = manager_token  # a manager session's scoped API token (issue 11)
         self.session_id = session_id
         self._agent_token = agent_token
         self._cell = cell
@@ -208,6 +218,13 @@ class SessionActor(pykka.ThreadingActor):
                     self._deps.store.save_session(self.state)
                 case fx.Reply(outcome=result):
                     outcome = result
+                case fx.TellSession(session_id=sid, message=msg):  # manager <-> children (issue 11)
+                    entry = self._deps.directory.get(sid) if self._deps.directory is not None else None
+                    if entry is not None and entry.ref is not None:
+                        self._tell(entry.ref, msg)
+                case fx.EndSession(session_id=sid, delete=delete, reason=reason):
+                    ending = m.DeleteSession(sid) if delete else m.TerminateSession(sid, reason)
+                    self._tell(self._deps.supervisor, ending)
         return outcome
 
     # ------------------------------------------------------------ effects
@@ -221,6 +238,8 @@ class SessionActor(pykka.ThreadingActor):
             secrets["oauth-token"] = self.state.token
         if self._deps.config.github_token is not None:
             secrets["github-token"] = self._deps.config.github_token
+        if self._manager_token is not None:
+            secrets["manager-token"] = self._manager_token
         self._tell(self._deps.container, m.StartContainer(self.session_id, self.actor_ref, secrets, env))
 
     def _assignment(self) -> p.Assign:

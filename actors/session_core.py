@@ -20,6 +20,8 @@ from msgspec.structs import replace as replace_struct
 
 from actors import effects as fx
 from actors import messages as m
+from actors import session_roles as roles
+from actors.manager_events import ManagerGone
 from actors.outcome import Rejected
 from actors.session_frames import apply_frame
 from actors.session_state import (
@@ -30,6 +32,7 @@ from actors.session_state import (
     Ended,
     Idle,
     Instant,
+    Live,
     NoAgent,
     Reconnecting,
     Running,
@@ -55,6 +58,7 @@ def start(state: SessionState, now: Instant) -> tuple[SessionState, tuple[fx.Eff
     s = _Step(state, now)
     s.arm("startup", state.rules.startup_timeout, m.StartupTimedOut())
     s.publish_info(force=True)
+    roles.started(s)  # a managed child tells its manager (issue 11)
     s.note("system", f"Setting up the session container ({state.rules.image})")
     if state.rules.needs_token:
         s.ask_for_token()
@@ -86,6 +90,7 @@ _COMMANDS = (
     m.RequestModels,
     m.Terminate,
     m.Delete,
+    *roles.MANAGER_COMMANDS,
 )
 
 
@@ -105,6 +110,7 @@ class _Step:
 
     def done(self) -> tuple[SessionState, tuple[fx.Effect, ...]]:
         self.publish_info()
+        roles.status_changed(self, self._before.info)  # issue 11
         if _durable(self.s) != _durable(self._before):
             self.emit(fx.Persist())
         return self.s, tuple(self.effects)
@@ -128,7 +134,10 @@ class _Step:
                 self.detach(link_id, reason)
             case m.FromAgent(link_id=link_id, frame=frame):
                 if self.s.link == Connected(link_id) and not self.s.final:
+                    was_live = isinstance(self.s.lifecycle, Live)
                     apply_frame(self, frame)
+                    if not self.s.final:
+                        roles.after_frame(self, frame, was_live)  # issue 11
             case m.SendUserMessage(content=content):
                 self.reply(self.user_message(content))
             case m.AnswerApproval():
@@ -185,6 +194,12 @@ class _Step:
                 self.evict(evicted=True)
             case m.SessionFailed(reason=reason):
                 self.end(S.ERROR, f"Session crashed: {reason}")
+            case ManagerGone():
+                roles.orphaned(self, message)
+            case _ if isinstance(message, roles.MANAGER_INPUTS):  # manager sessions (issue 11)
+                outcome = roles.manager_input(self, message)
+                if isinstance(message, roles.MANAGER_COMMANDS):
+                    self.reply(outcome)
             case _:
                 raise TypeError(f"a session cannot handle {message!r}")
 
@@ -283,6 +298,7 @@ class _Step:
         ):
             if value:
                 env[key] = value
+        roles.container_env(self, env)
         return env
 
     def container_started(self, container_id: str) -> None:
@@ -368,6 +384,7 @@ class _Step:
         rejected = self.command(p.UserMessage(content=content, id=message_id))
         if rejected is None:
             self.note("user", content, message_id=message_id)
+            roles.user_message(self)
         return rejected
 
     def answer_approval(self, answer: m.AnswerApproval) -> Rejected | None:
@@ -381,6 +398,8 @@ class _Step:
         return rejected
 
     def answer_question(self, answer: m.AnswerQuestion) -> Rejected | None:
+        if roles.is_onboarding(self, answer.question_id):
+            return roles.onboarding_answer(self, answer.question_id, dict(answer.answers))
         turn = self.s.turn
         if not isinstance(turn, AwaitingAnswer) or turn.question.id != answer.question_id:
             return Rejected(f"no pending question with id {answer.question_id!r}", 409)
@@ -392,6 +411,8 @@ class _Step:
         return rejected
 
     def interrupt(self) -> Rejected | None:
+        if roles.interrupted(self):
+            return None  # an idle manager: the interrupt cancelled its pending nudge
         if self.s.final or isinstance(self.s.turn, Idle):
             return Rejected(f"nothing to interrupt: the session is {self.s.info.status.value}", 409)
         return self.command(p.Interrupt())
@@ -416,6 +437,7 @@ class _Step:
         """The one way into ``error`` or ``terminated``; eviction is armed or done."""
         if self.s.final:
             return
+        roles.ended(self)  # a manager's children are ended with it (issue 11)
         for name in list(self.s.timers):
             self.disarm(name)
         if isinstance(self.s.link, Connected):
@@ -466,7 +488,8 @@ def _visible(info: p.SessionInfo) -> p.SessionInfo:
 def _durable(state: SessionState) -> tuple[Any, ...]:
     """What a restart must find again; the event counter alone is not worth a write."""
     s = state
-    return (s.info, s.lifecycle, s.link, s.turn, s.container, s.timers, s.agent_queue, s.gone, s.ids)
+    parts = (s.info, s.lifecycle, s.link, s.turn, s.container, s.timers, s.agent_queue, s.gone, s.ids)
+    return (*parts, s.manager)
 
 
 def clean_name(name: str) -> str | None:

@@ -17,7 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from msgspec.structs import replace as replace_struct
+
+from actors.child_reports import ManagedBy
 from actors.config import BerthConfig
+from actors.manager_rules import ManagerRules
+from actors.manager_state import ManagerState, manager_info
 from actors.messages import SessionSpec
 from actors.secret import Secret
 from transport.protocol import PendingApproval, PendingQuestion, ServerToAgent, SessionInfo
@@ -47,6 +52,7 @@ class SessionRules:
     needs_token: bool
     use_pool: bool
     agent_queue_limit: int = 1000
+    manager: ManagerRules = field(default_factory=ManagerRules)
 
     @classmethod
     def of(cls, config: BerthConfig, spec: SessionSpec, use_pool: bool) -> SessionRules:
@@ -58,7 +64,8 @@ class SessionRules:
             reconnect_grace=config.reconnect_grace,
             token_retry_delay=config.token_retry_delay,
             needs_token=runner not in TOKENLESS_RUNNERS,
-            use_pool=use_pool,
+            use_pool=use_pool and not spec.manager,  # a manager's token file needs a cold start
+            manager=ManagerRules.of(config),
         )
 
 
@@ -175,6 +182,9 @@ class SessionState:
     #: The actor was told to stop (evicted or deleted); nothing follows.
     gone: bool = False
     deleted: bool = False
+    #: Manager sessions (issue 11): the manager core's state, or this child's link to its manager.
+    manager: ManagerState | None = None
+    managed: ManagedBy | None = None
 
     @property
     def final(self) -> bool:
@@ -201,7 +211,13 @@ def new_session(session_id: str, spec: SessionSpec, rules: SessionRules, now: In
         permission_mode=spec.permission_mode,
         model=spec.model,
     )
-    return SessionState(session_id=session_id, spec=spec, rules=rules, info=info)
+    manager = ManagerState(session_id) if spec.manager else None
+    managed = ManagedBy(spec.managed_by) if spec.managed_by else None
+    if manager is not None or managed is not None:
+        info = replace_struct(info, managed_by=spec.managed_by, manager=manager and manager_info(manager))
+    return SessionState(
+        session_id=session_id, spec=spec, rules=rules, info=info, manager=manager, managed=managed
+    )
 
 
 _TURN_STATUS: Mapping[type, S] = {

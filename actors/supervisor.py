@@ -66,6 +66,7 @@ class _Entry:
     cell: m.InfoCell
     ref: Any | None
     final_view: m.SessionView | None = None
+    manager_token: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class SupervisorActor(pykka.ThreadingActor):
             bus=self._bus,
             pool=self._slots["pool"] if self._config.warm_pool_size > 0 else None,
             store=self._store,
+            directory=self._directory,
         )
 
     def on_stop(self) -> None:
@@ -270,7 +272,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _publish_directory(self) -> None:
         self._directory.publish(
             {
-                sid: m.SessionEntry(sid, e.ref, e.agent_token, e.final_view, e.cell)
+                sid: m.SessionEntry(sid, e.ref, e.agent_token, e.final_view, e.cell, e.manager_token)
                 for sid, e in self._sessions.items()
             }
         )
@@ -307,17 +309,34 @@ class SupervisorActor(pykka.ThreadingActor):
                 "a session first, or raise max_sessions",
                 429,
             )
+        manager_problem = self._manager_problem(spec)  # manager sessions (issue 11)
+        if manager_problem is not None:
+            return manager_problem
         sid = self._ids()
         if sid in self._sessions:
             return Rejected(f"session id {sid!r} is taken", 409)
         token = Secret(secrets.token_urlsafe(32))
+        manager_token = Secret(secrets.token_urlsafe(32)) if spec.manager else None
         info = SessionInfo(
             id=sid, name=spec.name, status=SessionStatus.STARTING, created_at=self._timer_service.clock.wall()
         )
         cell = m.InfoCell(info)
-        ref = SessionActor.start(sid, spec, token, cell, self._deps)
-        self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref)
+        ref = SessionActor.start(sid, spec, token, cell, self._deps, manager_token=manager_token)
+        self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref, manager_token=manager_token)
         return sid
+
+    def _manager_problem(self, spec: m.SessionSpec) -> Rejected | None:
+        """A child needs a live manager to belong to; managers do not nest."""
+        if spec.managed_by is None:
+            return None
+        if spec.manager:
+            return Rejected("a manager's child cannot itself be a manager", 400)
+        entry = self._sessions.get(spec.managed_by)
+        if entry is None or entry.manager_token is None:
+            return Rejected(f"no manager session with id {spec.managed_by!r}", 404)
+        if entry.ref is None or entry.cell.info.status.is_final:
+            return Rejected(f"manager session {spec.managed_by} has ended", 409)
+        return None
 
     def _tell_session(self, sid: str, message: Any) -> Rejected | None:
         entry = self._sessions.get(sid)

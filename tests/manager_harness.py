@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.config import BerthConfig
-from actors.effects import CancelTimer, Effect, SendToAgent, StartTimer
+from actors.effects import CancelTimer, Effect, StartTimer, ToAgent
 from actors.manager_events import ChildStarted, ManagerInput, ManagerReady, OnboardingAnswered
 from actors.manager_onboarding import EXPLORE_Q
+from actors.manager_rules import ManagerRules
 from actors.manager_state import ManagerState, step_manager
 from transport.protocol import UserMessage
 
@@ -26,7 +26,7 @@ class Sent:
 
 @dataclass
 class Harness:
-    config: BerthConfig = field(default_factory=BerthConfig)
+    config: ManagerRules = field(default_factory=ManagerRules)
     now: float = 1_000_000.0
     state: ManagerState = field(default_factory=lambda: ManagerState("mgr"))
     timers: dict[str, tuple[float, Any]] = field(default_factory=dict)
@@ -41,7 +41,7 @@ class Harness:
                     self.timers[name] = (self.now + delay, message)
                 case CancelTimer(name=name):
                     self.timers.pop(name, None)
-                case SendToAgent(frame=UserMessage(content=content)):
+                case ToAgent(frame=UserMessage(content=content)):
                     self.sent.append(Sent(self.now, content))
         self.effects.extend(effects)
         return effects

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from actors.child_reports import ManagedBy, agent_traffic, status_changed, turn_ended, turn_output
-from actors.config import BerthConfig
+from actors.child_reports import (
+    ManagedBy,
+    agent_traffic,
+    assistant_said,
+    status_changed,
+    turn_ended,
+    user_message,
+)
 from actors.effects import TellSession
 from actors.manager_events import (
     ChildActive,
@@ -15,18 +19,15 @@ from actors.manager_events import (
     ChildReady,
     ChildStatus,
 )
-from transport.protocol import ChatMessage
+from actors.manager_rules import ManagerRules
 from transport.protocol import SessionStatus as S
 
 
-def msg(kind: str, content: str) -> ChatMessage:
-    return ChatMessage(id=content, kind=kind, content=content, timestamp=0)  # type: ignore[arg-type]
-
-
 def test_agent_traffic_is_reported_at_most_once_per_interval():
-    config, link, told = BerthConfig(manager_activity_interval=1.0), ManagedBy("m"), []
+    rules, link, told = ManagerRules(manager_activity_interval=1.0), ManagedBy("m"), []
+    effects: list[TellSession] = []
     for t in (0.0, 0.5, 0.999, 1.0, 1.5, 2.1):
-        link, effects = agent_traffic(link, "c", 100 + t, config)
+        link, effects = agent_traffic(link, "c", 100 + t, rules)
         told += [100 + t for _ in effects]
     assert told == [100.0, 101.0, 102.1]
     assert effects == [TellSession("m", ChildActive("c"))]
@@ -48,12 +49,13 @@ def test_status_changes_map_to_reports_for_the_manager():
 
 
 def test_a_completed_turn_carries_only_that_turns_assistant_output_bounded_to_its_latest_part():
-    history = [msg("user", "first"), msg("assistant", "old"), msg("user", "second"), msg("assistant", "a1")]
-    history.append(msg("tool_call", "Bash"))
-    history.append(msg("assistant", "a2"))
-    assert turn_output(history, 100) == "a1\n\na2"
-    assert turn_output([msg("user", "u"), msg("assistant", "0123456789")], 5) == "…6789"
-    config = replace(BerthConfig(), manager_child_output_limit=100)
-    assert turn_ended(ManagedBy("m"), "c", history, False, config) == [
-        TellSession("m", ChildCompleted("c", "a1\n\na2", False))
-    ]
+    rules = ManagerRules(manager_child_output_limit=10)
+    link = assistant_said(ManagedBy("m"), "old turn", rules)
+    link = user_message(link)
+    link = assistant_said(link, "a1", rules)
+    link = assistant_said(link, "a2", rules)
+    link, told = turn_ended(link, "c", False)
+    assert told == [TellSession("m", ChildCompleted("c", "a1\n\na2", False))]
+    assert link.output == ""
+    link = assistant_said(link, "0123456789ABC", rules)
+    assert link.output == "…456789ABC" and len(link.output) == 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from actors.config import BerthConfig
-from actors.effects import AskUser, EndSession, Reply, SendToAgent, TellSession
+from actors.effects import AskUser, EndSession, Reply, TellSession, ToAgent
 from actors.manager_events import (
     BatchDue,
     ChildActive,
@@ -30,13 +30,14 @@ from actors.manager_events import (
     ResumeManager,
 )
 from actors.manager_onboarding import EXPLORE_Q, FOCUS_Q, PLAN_Q, TASK_Q
+from actors.manager_rules import ManagerRules
 from actors.manager_state import continue_delay, manager_info, restore
 from tests.manager_harness import Harness
 from transport.protocol import Interrupt, PendingApproval
 
 
 def idle_manager(**config: object) -> Harness:
-    h = Harness(config=replace(BerthConfig(), **config))  # type: ignore[arg-type]
+    h = Harness(config=ManagerRules.of(replace(BerthConfig(), **config)))  # type: ignore[arg-type]
     h.onboarded()
     return h
 
@@ -164,7 +165,7 @@ def test_a_streak_of_fast_turns_backs_the_nudge_off_exponentially_up_to_a_minute
 
 
 def test_a_slow_turn_or_a_long_answer_resets_the_streak():
-    config = BerthConfig()
+    config = ManagerRules()
     assert [continue_delay(n, config) for n in (0, 1, 2, 3)] == [3.0, 3.0, 4.0, 8.0]
     h = idle_manager()
     h.state = replace(h.state, fast_streak=4)
@@ -269,7 +270,7 @@ def test_pause_cancels_every_manager_timer_and_no_late_firing_sends_anything():
     assert h.timers == {}
     for late in (BatchDue(), ContinueDue(), ChildStaleDue("a"), ResumeDue()):
         effects = h.feed(late)
-        assert not any(isinstance(e, SendToAgent) for e in effects), late
+        assert not any(isinstance(e, ToAgent) for e in effects), late
     h.advance(3600)
     assert h.sent == []
 
@@ -290,7 +291,7 @@ def test_pausing_a_busy_manager_interrupts_its_turn():
     h = idle_manager()
     h.feed(ManagerTurnStarted())
     effects = h.feed(PauseManager())
-    assert SendToAgent(Interrupt()) in effects and Reply(None) in effects
+    assert ToAgent(Interrupt()) in effects and Reply(None) in effects
 
 
 def test_a_pause_resumes_by_itself_at_resume_at_and_the_resume_resets_the_streak():

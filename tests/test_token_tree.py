@@ -50,14 +50,14 @@ def start_tree(tree: Any, tmp_path: Path, server: OAuthServer, **overrides: Any)
     return tree(runtime=runtime, environ={}, **settings), runtime
 
 
-def create_at_once(berth: Berth, n: int) -> list[str]:
+def create_at_once(berth: Berth, n: int, managed_by: str | None = None) -> list[str]:
     ids: list[str] = []
     lock = threading.Lock()
     go = threading.Barrier(n)
 
     def create(i: int) -> None:
         go.wait(timeout=5)
-        sid = berth.create_session(name=f"s{i}")
+        sid = berth.create_session(name=f"s{i}", managed_by=managed_by)
         with lock:
             ids.append(sid)
 
@@ -103,8 +103,9 @@ def test_129_sessions_created_while_the_token_is_expired_and_the_endpoint_is_slo
     assert all(set(tokens_pushed(link)) == {new_access} for link in links)
 
 
+@pytest.mark.parametrize("managed", [False, True], ids=["sessions", "ten-managed-children"])
 def test_129_sessions_created_while_the_endpoint_fails_at_first_all_end_up_with_a_valid_token(
-    tree: Any, tmp_path: Path, server: OAuthServer
+    tree: Any, tmp_path: Path, server: OAuthServer, managed: bool
 ) -> None:
     write_credentials(tmp_path / ".claude", expires_at_ms=now_ms() - 60_000)
     server.fail_next(1, status=503)
@@ -115,7 +116,11 @@ def test_129_sessions_created_while_the_endpoint_fails_at_first_all_end_up_with_
     )
     alerts: list[Any] = []
     berth.bus.subscribe(alerts.append)
-    sids = create_at_once(berth, SESSIONS)  # they queue behind the held request, which then fails
+    # Managed children (issue 11) get their token exactly as any session does.
+    manager = berth.create_manager(name="boss") if managed else None
+    count = 10 if managed else SESSIONS
+    sids = create_at_once(berth, count, manager)  # they queue behind the held request, which then fails
+    assert all(berth.get_session(sid).info.managed_by == manager for sid in sids)
     release.set()
     # no token: each session waits for its one retry
     each(sids, lambda sid: "retrying in 5 s" in history(berth, sid), "the retry note")

@@ -106,8 +106,8 @@ class ChildSummary(_Record, frozen=True):
     status: SessionStatus
 
 
-class ManagerInfo(_Record, frozen=True):
-    """What a manager session is doing: its live children and its current step."""
+class ManagerInfo(_Record, frozen=True, omit_defaults=False):
+    """What a manager session is doing: its live children and its current step (all keys always sent)."""
 
     children: list[ChildSummary] = []
     step: str = "idle"

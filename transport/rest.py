@@ -31,6 +31,7 @@ class CreateBody(_Body):
     permission_mode: str = "normal"
     model: str | None = None
     runner: str | None = None
+    manager: bool = False
 
 
 class MessageBody(_Body):
@@ -61,6 +62,15 @@ class TerminateBody(_Body):
     reason: str = "terminated by user"
 
 
+class StepBody(_Body):
+    step: str
+
+
+class PauseBody(_Body):
+    #: Unix time of the automatic resume (within 24 h); none: until resumed.
+    resume_at: float | None = None
+
+
 ROUTES = Map(
     [
         Rule("/api/health", endpoint="health", methods=["GET"]),
@@ -76,6 +86,9 @@ ROUTES = Map(
         Rule("/api/sessions/<sid>/model", endpoint="model", methods=["POST"]),
         Rule("/api/sessions/<sid>/models", endpoint="models", methods=["POST"]),
         Rule("/api/sessions/<sid>/terminate", endpoint="terminate", methods=["POST"]),
+        Rule("/api/sessions/<sid>/manager/step", endpoint="manager_step", methods=["POST"]),
+        Rule("/api/sessions/<sid>/manager/pause", endpoint="manager_pause", methods=["POST"]),
+        Rule("/api/sessions/<sid>/manager/resume", endpoint="manager_resume", methods=["POST"]),
         Rule("/ws", endpoint="client_ws", websocket=True),
         Rule("/agent/<sid>", endpoint="agent_ws", websocket=True),
         Rule("/agent/pool/<sid>", endpoint="pool_agent_ws", websocket=True),
@@ -107,16 +120,25 @@ class BadBody(ValueError):
     pass
 
 
-def handle(berth: Berth, request: Request, endpoint: str, sid: str | None) -> Response:
-    """One REST call; BerthError and BadBody are turned into responses by the caller."""
+def handle(
+    berth: Berth, request: Request, endpoint: str, sid: str | None, manager: str | None = None
+) -> Response:
+    """One REST call; BerthError and BadBody are turned into responses by the caller.
+
+    ``manager``: the call was made with that manager's token (transport.scopes
+    already checked it may); it lists only its children and creates only children.
+    """
     match endpoint:
         case "health":
             return json_response({"ok": True})
         case "list":
-            return json_response({"sessions": berth.list_sessions()})
+            listed = berth.list_sessions() if manager is None else berth.children_of(manager)
+            return json_response({"sessions": listed})
         case "create":
             body = _body(request, CreateBody)
-            new = berth.create_session(**msgspec.structs.asdict(body))
+            if manager is not None and body.manager:
+                raise BadBody("a manager's child cannot itself be a manager")
+            new = berth.create_session(**msgspec.structs.asdict(body), managed_by=manager)
             return json_response(view_body(berth.get_session(new)), 201)
     assert sid is not None
     match endpoint:
@@ -144,6 +166,12 @@ def handle(berth: Berth, request: Request, endpoint: str, sid: str | None) -> Re
             berth.request_models(sid)
         case "terminate":
             berth.terminate_session(sid, _body(request, TerminateBody).reason)
+        case "manager_step":
+            berth.report_step(sid, _body(request, StepBody).step)
+        case "manager_pause":
+            berth.pause_manager(sid, _body(request, PauseBody).resume_at)
+        case "manager_resume":
+            berth.resume_manager(sid)
         case _:
             return error_response(404, "no such endpoint")
     return json_response({"ok": True}, 202)

@@ -22,10 +22,11 @@ from actors.config import BerthConfig
 from actors.secret import Secret
 from transport import rest, web
 from transport.agent_endpoint import serve_agent, serve_pooled_agent
-from transport.auth import bearer, matches
+from transport.auth import bearer
 from transport.client_endpoint import ClientSession
 from transport.connection import Connection
 from transport.http import error_response
+from transport.scopes import FULL, Scope, refusal, scope_for
 from transport.settings import ServerSettings
 from transport.v1.app import SessionsApi
 
@@ -148,21 +149,25 @@ class BerthServer:
                 environ, berth, args["sid"], self.settings, self.connections
             )
             return refused
-        if endpoint != "health" and not self._authorised(request):
+        scope = FULL if endpoint == "health" else self._scope(request, berth)
+        if scope is None:
             return error_response(401, "missing or wrong API token (Authorization: Bearer <token>)")
+        denied = refusal(scope, endpoint, args.get("sid"), berth)
+        if denied is not None:
+            return error_response(403, denied)
         if endpoint == "client_ws":
             self._serve_client(environ, berth)
             return None
         try:
-            return rest.handle(berth, request, endpoint, args.get("sid"))
+            return rest.handle(berth, request, endpoint, args.get("sid"), scope.manager_id)
         except BerthError as exc:
             return error_response(exc.code, str(exc))
         except rest.BadBody as exc:
             return error_response(400, str(exc))
 
-    def _authorised(self, request: Request) -> bool:
+    def _scope(self, request: Request, berth: Berth) -> Scope | None:
         given = bearer(request.headers.get("Authorization")) or request.args.get("token")
-        return matches(given, self._api_token)
+        return scope_for(given, self._api_token, berth)
 
     def _serve_client(self, environ: dict[str, Any], berth: Berth) -> None:
         s = self.settings
