@@ -27,6 +27,14 @@ from agent.channel import ChannelClosed, InputChannel
 from agent.config import AgentConfig
 from agent.connection import AgentConnection, ConnectionStopped
 from agent.credentials import write_access_token
+from agent.manager_tools import (
+    MANAGER_PROMPT,
+    SERVER_NAME,
+    ManagerApi,
+    allowed_tools,
+    http_base,
+    sdk_server,
+)
 from agent.reconnect import CloseInfo, agent_url
 from agent.runner import Runner, RunnerClosed, UserInput, fail_remaining
 from agent.workspace import CloneFailed, clone_repository
@@ -56,7 +64,15 @@ log = logging.getLogger(__name__)
 Call = Callable[[], Awaitable[None]]
 
 
+def manager_api(config: AgentConfig) -> ManagerApi | None:
+    if not config.manager:
+        return None
+    base = http_base(config.server_url)
+    return ManagerApi(base, config.session_id, config.manager_token, config.api_timeout)
+
+
 def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
+    api = manager_api(config)
     if config.runner == "sdk":
         from agent.sdk_runner import SdkRunner, SdkRunnerConfig
 
@@ -73,6 +89,13 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
             claude_config_dir=str(config.credentials_path.parent),
             wait_for_token=True,
         )
+        if api is not None:  # a manager: its tools as an in-process MCP server
+            sdk_config = replace(
+                sdk_config,
+                mcp_servers={SERVER_NAME: sdk_server(api)},
+                allowed_tools=tuple(allowed_tools()),
+                system_prompt_append=MANAGER_PROMPT,
+            )
         return SdkRunner(sdk_config, token=token)
     builtin = BuiltinConfig(
         token_delay=config.token_delay,
@@ -81,7 +104,7 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
     )
     if config.model:
         builtin = replace(builtin, model=config.model)
-    return BuiltinRunner(builtin)
+    return BuiltinRunner(builtin, manager_api=api)
 
 
 class Agent:

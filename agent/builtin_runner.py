@@ -11,6 +11,12 @@ prompt that starts with a command does something else:
 - ``/slow N``: streams N tokens with a delay each (to interrupt mid-stream)
 - ``/crash``: the runner loop dies mid-turn (the fatal-error path)
 - ``/quiet``: a ``result`` frame and nothing else (round-trip benchmark)
+
+A manager session's built-in runner (``manager_api`` given) is a scripted
+manager: each ``/<tool> {json}`` line of a prompt (``create_child``,
+``message_child``, ... of ``agent.manager_tools``) calls that tool, exactly
+as Claude would through the SDK runner's MCP server; other prompts (the
+events and nudges Berth sends a manager) are echoed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.secret import Secret
+from agent import manager_tools
 from agent.channel import InputChannel
 from agent.pending import PendingRequests
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
@@ -81,8 +88,11 @@ def _words(text: str) -> list[str]:
 class BuiltinRunner:
     """Echo-style runner; one turn at a time, interruptible."""
 
-    def __init__(self, config: BuiltinConfig | None = None) -> None:
+    def __init__(
+        self, config: BuiltinConfig | None = None, manager_api: manager_tools.ManagerApi | None = None
+    ) -> None:
         self._config = config or BuiltinConfig()
+        self._manager_api = manager_api
         self._model = self._config.model
         self._mode: PermissionMode = self._config.permission_mode
         self._host: RunnerHost | None = None
@@ -155,7 +165,10 @@ class BuiltinRunner:
             return TurnOutcome("")
         self._emit(StatusUpdate(status="running"))
         delay, result = self._config.token_delay, None
-        if command == "/tool":
+        calls = manager_tools.scripted_calls(text) if self._manager_api is not None else []
+        if calls:
+            reply = await self._manager_script(calls)
+        elif command == "/tool":
             name, _, arg = rest.partition(" ")
             reply = await self._tool(name or "Bash", arg)
         elif command == "/ask":
@@ -216,6 +229,24 @@ class BuiltinRunner:
             f"{call_id}-result", "tool_result", f"denied: {reason}", tool_use_id=call_id, is_error=True
         )
         return f"Tool {name} was denied: {reason}"
+
+    async def _manager_script(self, calls: list[tuple[str, dict[str, Any] | str]]) -> str:
+        assert self._manager_api is not None
+        results = []
+        for name, args in calls:
+            call_id = f"tool-{uuid.uuid4().hex[:12]}"
+            tool_input = args if isinstance(args, dict) else {}
+            full_name = f"mcp__{manager_tools.SERVER_NAME}__{name}"
+            self._message(call_id, "tool_call", name, tool_name=full_name, tool_input=tool_input)
+            if isinstance(args, str):
+                text, is_error = f"{name}: {args}", True
+            else:
+                text, is_error = await asyncio.to_thread(
+                    manager_tools.run_tool, self._manager_api, name, args
+                )
+            self._message(f"{call_id}-result", "tool_result", text, tool_use_id=call_id, is_error=is_error)
+            results.append(text)
+        return "\n".join(results)
 
     async def _ask(self, question: str) -> str:
         question_id = uuid.uuid4().hex

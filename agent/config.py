@@ -71,6 +71,9 @@ class AgentConfig:
     fallback_session_token: Secret | None = None
     fallback_oauth_token: Secret | None = None
     fallback_github_token: Secret | None = None
+    #: A manager session (BERTH_MANAGER=1): its tools call the REST API with the manager token.
+    manager: bool = False
+    api_timeout: float = 30.0
 
     def session_token(self) -> str:
         """The token the agent authenticates with; read afresh on every call."""
@@ -81,6 +84,13 @@ class AgentConfig:
 
     def oauth_token(self) -> Secret | None:
         return _read_secret(self.secrets_dir / "oauth-token") or self.fallback_oauth_token
+
+    def manager_token(self) -> str:
+        """The manager token, read afresh from its secret file on every call."""
+        secret = _read_secret(self.secrets_dir / "manager-token")
+        if secret is None:
+            raise ConfigError(f"no manager token in {self.secrets_dir / 'manager-token'}")
+        return secret.reveal()
 
     def github_token(self) -> Secret | None:
         return _read_secret(self.secrets_dir / "github-token") or self.fallback_github_token
@@ -129,4 +139,6 @@ class AgentConfig:
             fallback_github_token=Secret(source["BERTH_GITHUB_TOKEN"])
             if source.get("BERTH_GITHUB_TOKEN")
             else None,
+            manager=source.get("BERTH_MANAGER") == "1",
+            api_timeout=_float(source, "BERTH_API_TIMEOUT", 30.0),
         )

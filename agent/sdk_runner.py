@@ -74,6 +74,9 @@ class SdkRunnerConfig:
     # Start the CLI only once there is a credential: a CLI started logged out
     # fails its first turn after a token arrives (no OAuth beta header on it).
     wait_for_token: bool = False
+    #: In-process MCP servers (a manager's tools) and tools allowed without an approval.
+    mcp_servers: Mapping[str, Any] = field(default_factory=dict)
+    allowed_tools: tuple[str, ...] = ()
 
 
 @dataclass
@@ -306,6 +309,8 @@ class SdkRunner:
             system_prompt=prompt,
             setting_sources=["user", "project"],
             stderr=self._on_stderr,
+            mcp_servers=dict(self._config.mcp_servers),
+            allowed_tools=list(self._config.allowed_tools),
         )
 
     @staticmethod
