@@ -102,3 +102,19 @@ def test_a_manager_token_dies_with_its_manager(running):
     assert call(server, "POST", f"/api/sessions/{boss}/terminate")[0] == 202
     wait_until(lambda: call(server, "GET", "/api/sessions", token=token)[0] == 401, what="the token to die")
     assert call(server, "POST", "/api/sessions", {"name": "kid"}, token=token)[0] == 401
+
+
+def test_a_client_socket_creates_a_manager_session_and_is_acked_with_its_id(running):
+    server, runtime = running
+    client = WsPeer(f"{server.server.ws_url}/ws", [f"Authorization: Bearer {API_TOKEN}"])
+    client.send({"type": "create_session", "name": "boss", "manager": True, "requestId": "r1"})
+    ack = client.recv_until(lambda f: f["type"] in ("ack", "protocol_error"), timeout=10)[0]
+    assert ack["type"] == "ack" and ack["requestId"] == "r1"
+    session = call(server, "GET", f"/api/sessions/{ack['sessionId']}")[1]["session"]
+    assert session["manager"]["step"] == "idle"
+    assert manager_token(server, runtime, ack["sessionId"])
+    client.send({"type": "create_session", "name": "", "requestId": "r2"})
+    refused = client.recv_until(lambda f: f["type"] in ("ack", "protocol_error"), timeout=10)[0]
+    assert (
+        refused["type"] == "protocol_error" and refused["requestId"] == "r2" and "name" in refused["message"]
+    )

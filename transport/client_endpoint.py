@@ -52,6 +52,9 @@ class ClientSession:
         except p.FrameError as exc:
             self._connection.send(p.ProtocolError(message=str(exc)))
             return
+        if isinstance(frame, p.CreateSessionFrame):
+            self._create(frame)
+            return
         command = _session_command(frame)
         if command is not None:
             self._berth.tell_command(frame.session_id, command, self._replier(frame))
@@ -63,10 +66,19 @@ class ClientSession:
             return
         self._reply(frame, None)
 
-    def _replier(self, frame: p.ClientToServer) -> Callable[[Rejected | None], None]:
+    def _create(self, frame: p.CreateSessionFrame) -> None:
+        spec = {f: getattr(frame, f) for f in frame.__struct_fields__ if f != "request_id"}
+        try:
+            sid = self._berth.create_session(**spec)
+        except BerthError as exc:
+            self._connection.send(p.ProtocolError(message=str(exc), request_id=frame.request_id))
+            return
+        self._connection.send(p.Ack(request_id=frame.request_id, session_id=sid))
+
+    def _replier(self, frame: p.SessionFrame) -> Callable[[Rejected | None], None]:
         return lambda outcome: self._reply(frame, outcome)
 
-    def _reply(self, frame: p.ClientToServer, outcome: Rejected | None) -> None:
+    def _reply(self, frame: p.SessionFrame, outcome: Rejected | None) -> None:
         if outcome is None:
             if frame.request_id is not None:  # acks only for clients that track requests
                 self._connection.send(p.Ack(request_id=frame.request_id, session_id=frame.session_id))
@@ -77,7 +89,7 @@ class ClientSession:
                 )
             )
 
-    def _subscription(self, frame: p.ClientToServer) -> None:
+    def _subscription(self, frame: p.SessionFrame) -> None:
         sid = frame.session_id
         match frame:
             case p.ClientSubscribe(since=since):
@@ -99,7 +111,7 @@ class ClientSession:
             )
 
 
-def _session_command(frame: p.ClientToServer) -> Any | None:
+def _session_command(frame: p.SessionFrame) -> Any | None:
     """The session actor's command for a client frame (None: not a session command)."""
     match frame:
         case p.SendPrompt(content=content):

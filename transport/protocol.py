@@ -464,7 +464,21 @@ class GetSessionModels(_Frame, tag="get_models", frozen=True):
     request_id: str | None = None
 
 
-ClientToServer = (
+class CreateSessionFrame(_Frame, tag="create_session", frozen=True):
+    """Create a session (``manager``: a manager session); the ``ack`` carries its ``sessionId``."""
+
+    name: str = "session"
+    repo_url: str | None = None
+    branch: str | None = None
+    permission_mode: str = "normal"
+    model: str | None = None
+    runner: str | None = None
+    manager: bool = False
+    request_id: str | None = None
+
+
+#: Client frames about one session (they carry its ``sessionId``).
+SessionFrame = (
     ClientSubscribe
     | ClientUnsubscribe
     | SendPrompt
@@ -475,6 +489,7 @@ ClientToServer = (
     | SetSessionModel
     | GetSessionModels
 )
+ClientToServer = SessionFrame | CreateSessionFrame
 
 
 # --------------------------------------------------------------------------
