@@ -20,6 +20,7 @@ from msgspec.structs import replace as replace_struct
 
 from actors import child_reports as reports
 from actors import effects as fx
+from actors.manager_core import step_manager
 from actors.manager_events import (
     BatchDue,
     ChildStaleDue,
@@ -37,7 +38,7 @@ from actors.manager_events import (
     ResumeDue,
     ResumeManager,
 )
-from actors.manager_state import BATCH, CONTINUE, RESUME, STALE, manager_info, step_manager
+from actors.manager_state import BATCH, CONTINUE, RESUME, STALE, manager_info
 from actors.outcome import Rejected
 from actors.session_state import AwaitingAnswer, Idle, Live
 from transport import protocol as p

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.effects import CancelTimer, Effect, StartTimer, ToAgent
+from actors.manager_core import step_manager
 from actors.manager_events import ChildStarted, ManagerInput, ManagerReady, OnboardingAnswered
 from actors.manager_onboarding import EXPLORE_Q
 from actors.manager_rules import ManagerRules
-from actors.manager_state import ManagerState, step_manager
+from actors.manager_state import ManagerState
 from transport.protocol import UserMessage
 
 

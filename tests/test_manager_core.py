@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from actors.config import BerthConfig
 from actors.effects import AskUser, EndSession, Reply, TellSession, ToAgent
+from actors.manager_core import restore
 from actors.manager_events import (
     BatchDue,
     ChildActive,
@@ -31,7 +32,7 @@ from actors.manager_events import (
 )
 from actors.manager_onboarding import EXPLORE_Q, FOCUS_Q, PLAN_Q, TASK_Q
 from actors.manager_rules import ManagerRules
-from actors.manager_state import continue_delay, manager_info, restore
+from actors.manager_state import continue_delay, manager_info
 from tests.manager_harness import Harness
 from transport.protocol import Interrupt, PendingApproval
 
