@@ -1,7 +1,7 @@
 """A session's manager role and child role, inside the pure session core (issue 11).
 
 ``actors.session_core`` calls these at a few marked points. For a manager
-session the input goes through the manager core (``actors.manager_state``),
+session the input goes through the manager core (``actors.manager_core``),
 whose effects are turned into the session's own: its timers are armed in the
 session state (so a firing not armed there is ignored, and every ending
 cancels them), its prompts go to the agent like any user message, its
