@@ -380,6 +380,9 @@ class _Step:
     def user_message(self, content: str) -> Rejected | None:
         if not content.strip():
             return Rejected("a message needs some content", 400)
+        onboarding = roles.onboarding_pending(self)  # issue 11
+        if onboarding is not None:
+            return onboarding
         message_id = self.next_id()
         rejected = self.command(p.UserMessage(content=content, id=message_id))
         if rejected is None:

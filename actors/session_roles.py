@@ -119,6 +119,18 @@ def is_onboarding(s: _Step, question_id: str) -> bool:
     return manager is not None and question_id == manager.onboarding_question_id
 
 
+def onboarding_pending(s: _Step) -> Rejected | None:
+    """A manager still asking its onboarding question takes no prompt before the answer."""
+    manager = s.s.manager
+    if manager is None or manager.onboarding != "asked":
+        return None
+    return Rejected(
+        "this manager is waiting for the answer to its onboarding question "
+        f"({manager.onboarding_question_id}): answer it first",
+        409,
+    )
+
+
 def onboarding_answer(s: _Step, question_id: str, answers: dict[str, str]) -> Rejected | None:
     """The onboarding answer configures the manager; it is not the agent's business."""
     turn = s.s.turn

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from actors.api import Berth
+import pytest
+
+from actors.api import Berth, BerthError
 from actors.clock import ManualClock
 from actors.manager_onboarding import EXPLORE_Q, FOCUS_Q, TASK_Q
 from actors.messages import Subscribe
@@ -32,6 +34,9 @@ def ready_manager(berth: Berth, runtime: StubRuntime, task: str = "") -> tuple[s
     say(berth, sid, link, p.Ready())
     view = berth.wait_for_status(sid, {"awaiting_answer"}, timeout=10)
     assert view.pending_question is not None
+    with pytest.raises(BerthError, match="onboarding question") as early:
+        berth.send_message(sid, "hello before the answer")
+    assert early.value.code == 409
     answers = {FOCUS_Q: "Focused task" if task else "Both", TASK_Q: task, EXPLORE_Q: "Explore"}
     berth.answer_question(sid, view.pending_question.id, answers)
     wait_until(lambda: len(prompts(link)) == 1, what="the first prompt")
@@ -143,3 +148,43 @@ def test_a_paused_manager_keeps_child_events_and_gets_them_after_resume(tree):
     clock.advance(2)
     wait_until(lambda: len(prompts(link)) == 2, what="the kept event")
     assert "[CHILD SESSION READY]" in prompts(link)[1]
+
+
+def test_a_running_child_silent_for_the_stale_time_is_reported_and_its_approval_request_too(tree):
+    runtime = StubRuntime()
+    clock = ManualClock()
+    berth = tree(runtime=runtime, clock=clock, manager_child_stale=30)
+    sid, link = ready_manager(berth, runtime)
+    cid, child_link = ready_child(berth, runtime, sid, "alpha")
+    clock.advance(2)  # the ready event
+    wait_until(lambda: len(prompts(link)) == 2, what="the ready event")
+    say(berth, sid, link, p.Result(result="ok"))
+    berth.send_message(cid, "work")
+    say(berth, cid, child_link, p.StatusUpdate(status="running"))
+    berth.settle()
+    clock.advance(29)
+    assert len(prompts(link)) == 2
+    clock.advance(1)
+    clock.advance(2)
+    wait_until(lambda: len(prompts(link)) == 3, what="the stale event")
+    assert "[CHILD SESSION STALE]" in prompts(link)[2] and cid in prompts(link)[2]
+    say(berth, sid, link, p.Result(result="ok"))
+    approval = p.PendingApproval(
+        id="ap-7", tool_name="Bash", tool_input={"command": "make test"}, timestamp=0
+    )
+    say(berth, cid, child_link, p.ApprovalRequest(approval=approval))
+    berth.settle()
+    clock.advance(2)
+    wait_until(lambda: len(prompts(link)) == 4, what="the approval event")
+    assert "asks to use Bash" in prompts(link)[3] and "Approval ID: ap-7" in prompts(link)[3]
+    assert [c.status for c in info(berth, sid).manager.children] == ["awaiting_approval"]
+
+
+def test_a_manager_configured_to_orphan_its_children_leaves_them_running_without_a_manager(tree):
+    runtime = StubRuntime()
+    berth = tree(runtime=runtime, manager_orphans_children=True)
+    sid, _ = ready_manager(berth, runtime)
+    cid, _ = ready_child(berth, runtime, sid, "alpha")
+    berth.delete_session(sid)
+    wait_until(lambda: info(berth, cid).managed_by is None, what="the child to be orphaned")
+    assert info(berth, cid).status == "idle"
