@@ -63,6 +63,13 @@ def _timer_of(event: Any) -> str | None:
     return None
 
 
+def timer_message(name: str) -> Any | None:
+    """The message a manager timer named ``name`` delivers (to re-arm it after a restart)."""
+    if name.startswith(STALE):
+        return ChildStaleDue(name[len(STALE) :])
+    return {BATCH: BatchDue(), CONTINUE: ContinueDue(), RESUME: ResumeDue()}.get(name)
+
+
 # ---------------------------------------------------------------- manager
 
 

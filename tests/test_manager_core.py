@@ -412,3 +412,12 @@ def test_after_a_restart_a_passed_resume_at_resumes_and_a_future_one_is_rearmed(
     assert state.paused
     (timer,) = [e for e in effects if getattr(e, "name", "") == "manager-resume"]
     assert timer.delay == 60
+
+
+def test_every_manager_timer_name_maps_back_to_the_message_it_delivers():
+    from actors.session_roles import _timer_of, timer_message
+
+    for message in (BatchDue(), ContinueDue(), ResumeDue(), ChildStaleDue("c1")):
+        name = _timer_of(message)
+        assert name is not None and timer_message(name) == message
+    assert timer_message("eviction") is None
