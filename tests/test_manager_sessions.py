@@ -156,6 +156,7 @@ def test_a_running_child_silent_for_the_stale_time_is_reported_and_its_approval_
     berth = tree(runtime=runtime, clock=clock, manager_child_stale=30)
     sid, link = ready_manager(berth, runtime)
     cid, child_link = ready_child(berth, runtime, sid, "alpha")
+    berth.settle()  # the child's report has reached its manager
     clock.advance(2)  # the ready event
     wait_until(lambda: len(prompts(link)) == 2, what="the ready event")
     say(berth, sid, link, p.Result(result="ok"))
