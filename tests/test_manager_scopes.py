@@ -86,6 +86,8 @@ def test_a_manager_token_drives_its_children_and_gets_403_for_any_other_session(
         WsPeer(f"{server.server.ws_url}/ws", [f"Authorization: Bearer {token}"])  # the server-wide stream
     assert refused.value.status_code == 403
     assert call(server, "GET", f"/api/sessions/{foreign}")[0] == 200  # the API token still can
+    status, body = call(server, "GET", "/v1/sessions", token=token)  # the sessions API is server-wide
+    assert status == 403 and "manager token" in body["error"]
 
     assert call(server, "DELETE", f"/api/sessions/{kid}", token=token)[0] == 204
     wait_until(

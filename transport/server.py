@@ -128,6 +128,8 @@ class BerthServer:
 
     def _respond(self, request: Request, environ: dict[str, Any]) -> Response | None:
         if request.path.startswith("/v1/"):
+            if self._berth is not None and self._is_manager_token(request, self._berth):
+                return error_response(403, "a manager token is scoped to its manager and children: not /v1/")
             return self.sessions_api.respond(request)
         static = web.page(request.path)
         if static is not None:
@@ -164,6 +166,10 @@ class BerthServer:
             return error_response(exc.code, str(exc))
         except rest.BadBody as exc:
             return error_response(400, str(exc))
+
+    def _is_manager_token(self, request: Request, berth: Berth) -> bool:
+        scope = self._scope(request, berth)
+        return scope is not None and scope.manager_id is not None
 
     def _scope(self, request: Request, berth: Berth) -> Scope | None:
         given = bearer(request.headers.get("Authorization")) or request.args.get("token")
