@@ -34,6 +34,17 @@ def test_berth_demo_runs_a_real_session_end_to_end_and_leaves_nothing_behind(doc
     assert "Traceback" not in done.stderr
 
 
+def test_berth_demo_manager_orchestrates_two_children_offline_and_leaves_nothing_behind(docker_runtime):
+    image = os.environ.get("BERTH_TEST_IMAGE", "berth-session:latest")
+    done = berth("--image", image, "demo", "--manager", env={"CLAUDE_CODE_OAUTH_TOKEN": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "[CHILD SESSION COMPLETED]" in out and "You said: hello from your manager" in out
+    assert "[CHILD SESSION ERROR]" in out
+    assert "the manager's children now: greeter (idle)" in out
+    assert "no live session left" in out and "clean: no container left behind" in out
+
+
 def test_berth_demo_without_a_docker_engine_says_so_and_how_to_get_one(tmp_path: Path):
     done = berth("demo", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}, timeout=60)
     assert done.returncode == 2

@@ -25,6 +25,7 @@ from transport.cli_client import SERVER_URL_FILE, Client, Refused, Unreachable, 
 from transport.cli_view import dump_json
 from transport.config_loader import ConfigError, Loaded
 from transport.demo import run_demo
+from transport.manager_demo import run_manager_demo
 from transport.serve import start_server
 
 
@@ -56,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"berth {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _common(commands.add_parser("demo", allow_abbrev=False, help="run one session end to end and clean up"))
+    demo = _common(
+        commands.add_parser("demo", allow_abbrev=False, help="run one session end to end and clean up")
+    )
+    demo.add_argument(
+        "--manager", action="store_true", help="a manager session orchestrating two child sessions instead"
+    )
     serve = _common(
         commands.add_parser(
             "serve", allow_abbrev=False, help="serve the REST and WebSocket API and the web page"
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         return _show_config(loaded, args.json)
     if args.command == "demo":
-        return run_demo(loaded.config)
+        return run_manager_demo(loaded.config) if args.manager else run_demo(loaded.config)
     if args.command == "serve":
         return _serve(args, loaded)
     client = Client(find_server(loaded, getattr(args, "server", None)), loaded.client.request_timeout)
