@@ -212,6 +212,7 @@ class ContainerActor(pykka.ThreadingActor):
             self._tell(sid, ContainerStartFailed(sid, f"could not write the secrets directory: {exc}"))
             return
         self._secret_dirs[sid] = secrets_dir
+        own = msg.settings
         env = {
             "BERTH_SESSION_ID": sid,
             "BERTH_SERVER_URL": self._config.server_url,
@@ -220,17 +221,18 @@ class ContainerActor(pykka.ThreadingActor):
             "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
             **dict(self._config.container_env),
             **msg.env,
+            **dict(own.env if own else ()),
         }
         spec = ContainerSpec(
             name=f"berth-{self._config.instance_id}-{sid}",
-            image=self._config.image,
+            image=own.image if own else self._config.image,
             labels={**self._labels, LABEL_SESSION: sid},
             env=env,
             mounts={str(secrets_dir): (SECRETS_MOUNT, True)},
             network=self._config.container_network,
             user=self._config.container_user,
-            memory=self._config.container_memory,
-            pids_limit=self._config.container_pids_limit,
+            memory=own.memory if own and own.memory else self._config.container_memory,
+            pids_limit=own.pids_limit if own and own.pids_limit else self._config.container_pids_limit,
             command=self._config.container_command,
         )
         self._starting.add(sid)

@@ -49,6 +49,17 @@ class AgentLink(Protocol):
 
 
 @dataclass(frozen=True)
+class ContainerSettings:
+    """A session's own container settings (a named environment), in place of the server's."""
+
+    image: str
+    memory: str | None = None
+    pids_limit: int | None = None
+    #: Extra, non-secret environment, added to the server's ``container_env``.
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class SessionSpec:
     """What a user asks for when creating a session."""
 
@@ -62,6 +73,8 @@ class SessionSpec:
     manager: bool = False
     #: The manager session that created this one (set from the manager's token, never by hand).
     managed_by: str | None = None
+    #: None: the server's image and resources.
+    container: ContainerSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +378,7 @@ class StartContainer:
     reply_to: ActorRef
     secrets: Mapping[str, Secret] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    settings: ContainerSettings | None = None
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,8 @@ class SessionActor(pykka.ThreadingActor):
             secrets["github-token"] = self._deps.config.github_token
         if self._manager_token is not None:
             secrets["manager-token"] = self._manager_token
-        self._tell(self._deps.container, m.StartContainer(self.session_id, self.actor_ref, secrets, env))
+        start = m.StartContainer(self.session_id, self.actor_ref, secrets, env, self.state.spec.container)
+        self._tell(self._deps.container, start)
 
     def _assignment(self) -> p.Assign:
         spec, token, github = self.state.spec, self.state.token, self._deps.config.github_token

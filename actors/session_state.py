@@ -64,7 +64,8 @@ class SessionRules:
             reconnect_grace=config.reconnect_grace,
             token_retry_delay=config.token_retry_delay,
             needs_token=runner not in TOKENLESS_RUNNERS,
-            use_pool=use_pool and not spec.manager,  # a manager's token file needs a cold start
+            # A manager's token file, or a session's own image, needs a cold start.
+            use_pool=use_pool and not spec.manager and spec.container is None,
             manager=ManagerRules.of(config),
         )
 

@@ -25,12 +25,12 @@ from transport.settings import ServerSettings
 API_TOKEN = "v1-server-token-0123456789abcdef"
 
 
-def serve(config: BerthConfig) -> RunningServer:
+def serve(config: BerthConfig, runtime: StubRuntime | None = None) -> RunningServer:
     return start_server(
         config,
         ServerSettings(port=0),
         api_token=Secret(API_TOKEN),
-        runtime=StubRuntime(),
+        runtime=runtime or StubRuntime(),
         environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-v1-server-token"},
     )
 
@@ -102,21 +102,27 @@ def test_stopping_the_server_ends_an_open_event_stream_with_an_error_and_leaves_
     )
 
 
-def test_an_environment_is_usable_when_it_is_the_servers_and_refused_naming_why_when_not(
+def test_a_session_in_a_named_environment_gets_that_environments_image_resources_and_env(
     base_config, tmp_path
 ):
     environments = tmp_path / "environments.toml"
     environments.write_text(
-        f'[alias]\nimage = "{base_config.image}"\n\n[big]\nimage = "other:latest"\nmemory = "64g"\n'
+        f'[alias]\nimage = "{base_config.image}"\n\n'
+        '[big]\nimage = "other:latest"\nmemory = "6g"\npids_limit = 64\nenv = { LANG = "C.UTF-8" }\n'
     )
-    running = serve(replace(base_config, sessions_api_environments=environments))
+    runtime = StubRuntime()
+    running = serve(replace(base_config, sessions_api_environments=environments), runtime)
     try:
         client = sdk(running)
         alias = client.beta.sessions.create(agent="builtin", environment_id="alias")
         assert alias.environment_id == "alias"
-        with pytest.raises(anthropic.BadRequestError) as refused:
-            client.beta.sessions.create(agent="builtin", environment_id="big")
-        assert "'big'" in refused.value.message and "server's settings" in refused.value.message
+        big = client.beta.sessions.create(agent="builtin", environment_id="big")
+        assert big.environment_id == "big"
+        own = wait_until(lambda: runtime.by_session(big.id.removeprefix("sesn_")), what="its container")
+        assert own.spec.image == "other:latest" and own.spec.memory == "6g" and own.spec.pids_limit == 64
+        assert own.spec.env["LANG"] == "C.UTF-8"
+        plain = wait_until(lambda: runtime.by_session(alias.id.removeprefix("sesn_")), what="its container")
+        assert plain.spec.image == base_config.image and "LANG" not in plain.spec.env
         with pytest.raises(anthropic.NotFoundError) as unknown:
             client.beta.sessions.create(agent="builtin", environment_id="huge")
         assert "alias, big, default" in unknown.value.message

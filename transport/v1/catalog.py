@@ -12,7 +12,8 @@ Environments are ``default`` (the server's own container settings) plus the
     env = { LANG = "C.UTF-8" }
 
 Berth's session core starts every container with the server's settings; an
-environment is accepted when its settings are those (``docs/sessions-api.md``).
+environment's image, resources and extra environment are the session container's
+(``docs/sessions-api.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.config import BerthConfig
+from actors.messages import ContainerSettings
 from transport.v1.errors import ApiError
 
 
@@ -115,17 +117,19 @@ def _environment(source: str, name: str, table: dict[str, Any], default: Environ
 
 
 def usable_environment(environments: dict[str, Environment], environment_id: str) -> Environment:
-    """The environment a new session runs in; ApiError when unknown or not applicable."""
+    """The environment a new session runs in; ApiError when unknown."""
     environment = environments.get(environment_id)
     if environment is None:
         raise ApiError(
             404, f"no environment {environment_id!r}; configured: {', '.join(sorted(environments))}"
         )
-    if not environment.same_container(environments["default"]):
-        raise ApiError(
-            400,
-            f"environment {environment_id!r} sets its own container settings, but this Berth starts "
-            "every session container with the server's settings; use environment 'default' or "
-            "run a server configured with that environment's image and resources",
-        )
     return environment
+
+
+def container_settings(
+    environments: dict[str, Environment], environment: Environment
+) -> ContainerSettings | None:
+    """The session's own container settings, or None for the server's."""
+    if environment.same_container(environments["default"]):
+        return None
+    return ContainerSettings(environment.image, environment.memory, environment.pids_limit, environment.env)

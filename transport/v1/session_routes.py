@@ -11,7 +11,7 @@ from werkzeug.wrappers import Request, Response
 from actors.api import BerthError
 from transport.protocol import PERMISSION_MODES, SessionInfo
 from transport.v1 import requests as rq
-from transport.v1.catalog import Agent, agent_named, default_agent, usable_environment
+from transport.v1.catalog import Agent, agent_named, container_settings, default_agent, usable_environment
 from transport.v1.errors import ApiError
 from transport.v1.ids import berth_session_id, page_position, page_token, session_id
 from transport.v1.mapping import timestamp
@@ -58,6 +58,7 @@ def create(state: ApiState, request: Request) -> Response:
         model=model,
         runner=agent.runner,
         permission_mode=mode,
+        container=container_settings(state.environments, environment),
     )
     record = SessionRecord(agent.id, environment.id, model, {k: v for k, v in metadata.items() if v})
     state.records.put(sid, record)
