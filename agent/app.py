@@ -87,7 +87,9 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
             close_timeout=config.close_timeout,
             env=env,
             claude_config_dir=str(config.credentials_path.parent),
-            wait_for_token=True,
+            token_wait=config.token_wait,
+            park_after=config.park_after,
+            allow_dangerous=config.allow_dangerous,
         )
         if api is not None:  # a manager: its tools as an in-process MCP server
             sdk_config = replace(
@@ -135,7 +137,8 @@ class Agent:
 
     # ------------------------------------------------------------ lifecycle
 
-    def run(self) -> int:
+    def run(self, loop: asyncio.AbstractEventLoop | None = None) -> int:
+        """Serve the session; on ``loop`` if given (a pooled agent's runner lives there)."""
         previous = self._install_signal_handlers()
         self._conn.start()
         if self._config.orphan_timeout > 0:
@@ -144,9 +147,10 @@ class Agent:
             if self._token:
                 self._write_credentials(self._token)
             if self._prepare_workspace() and not self._shutdown.is_set():
-                self.emit(Ready())
-                self._ready_sent, self._status = True, "idle"
-                asyncio.run(self._serve())
+                if loop is None:
+                    asyncio.run(self._serve())
+                else:
+                    loop.run_until_complete(self._serve())
         finally:
             self._conn.close(timeout=self._config.drain_timeout)
             for signum, handler in previous.items():
@@ -204,7 +208,14 @@ class Agent:
             self._spawn(call)
         run_task = asyncio.create_task(self._runner.run(self._channel, self))
         stop_task = asyncio.create_task(stop.wait())
-        await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        ready_task = asyncio.create_task(self._runner.wait_ready())
+        await asyncio.wait({run_task, stop_task, ready_task}, return_when=asyncio.FIRST_COMPLETED)
+        if ready_task.done() and not ready_task.exception() and not stop.is_set():
+            # Only now: an idle session must take a prompt at once.
+            self.emit(Ready())
+            self._ready_sent, self._status = True, "idle"
+            await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        ready_task.cancel()
         stop_task.cancel()
         bound = self._config.close_timeout * 3 + 1
         try:

@@ -299,6 +299,9 @@ class BuiltinRunner:
 
     # --------------------------------------------------------------- control
 
+    async def wait_ready(self) -> None:
+        """Always ready: nothing to start."""
+
     async def approval_response(self, approval_id: str, allow: bool, message: str | None) -> None:
         self._approvals.resolve(approval_id, _Decision(allow, message))
 

@@ -68,6 +68,12 @@ class AgentConfig:
     close_timeout: float = 5.0
     drain_timeout: float = 5.0
     orphan_timeout: float = 0.0
+    #: SDK runner: how long a prompt waits for a first Claude token before failing.
+    token_wait: float = 5.0
+    #: SDK runner: park an idle Claude Code CLI after this many seconds (0: never).
+    park_after: float = 0.0
+    #: SDK runner: start Claude Code so that it may be switched to ``dangerous``.
+    allow_dangerous: bool = False
     fallback_session_token: Secret | None = None
     fallback_oauth_token: Secret | None = None
     fallback_github_token: Secret | None = None
@@ -134,6 +140,9 @@ class AgentConfig:
             approval_timeout=_float(source, "BERTH_APPROVAL_TIMEOUT", 300.0),
             close_timeout=_float(source, "BERTH_CLOSE_TIMEOUT", 5.0),
             orphan_timeout=_float(source, "BERTH_ORPHAN_TIMEOUT", 0.0),
+            token_wait=_float(source, "BERTH_TOKEN_WAIT", 5.0),
+            park_after=_float(source, "BERTH_PARK_AFTER", 0.0),
+            allow_dangerous=source.get("BERTH_ALLOW_DANGEROUS", "") in ("1", "true", "yes"),
             fallback_session_token=Secret(fallback_session) if fallback_session else None,
             fallback_oauth_token=Secret(fallback_oauth) if fallback_oauth else None,
             fallback_github_token=Secret(source["BERTH_GITHUB_TOKEN"])

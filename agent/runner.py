@@ -70,6 +70,9 @@ class Runner(Protocol):
     async def run(self, channel: InputChannel[UserInput], host: RunnerHost) -> None:
         """Serve turns until the channel ends; raise RunnerFailed if the loop dies."""
 
+    async def wait_ready(self) -> None:
+        """Return once a prompt would be taken at once (the agent then says ``ready``)."""
+
     async def approval_response(self, approval_id: str, allow: bool, message: str | None) -> None:
         """Answer a pending tool approval."""
 

@@ -9,7 +9,11 @@ Kept apart from the runner's lifecycle so the mapping reads in one place:
   whose id is that same API message id, so a client can replace the
   streamed text with the final one; tool uses become ``tool_call``;
 - tool results (in the CLI's ``user`` messages) become ``tool_result``;
-- ``system/init`` and ``system/status`` report the model and permission mode;
+- ``system/init`` and ``system/status`` report the model and permission mode
+  (each report carries both, so neither drops out of the session info);
+- ``system/api_retry`` (a failed request the CLI will retry, rate limits
+  included) becomes ``api_retry`` with the CLI's reason and the time of the
+  next attempt; a rate-limit event becomes ``rate_limit``;
 - ``result`` becomes a ``result`` frame with cost and context usage.
 """
 
@@ -23,9 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from transport.protocol import (
     AgentToServer,
+    ApiRetry,
     ChatMessage,
     ContextUsage,
     PermissionMode,
+    RateLimit,
     Result,
     SdkMessage,
     SessionInfoUpdate,
@@ -33,7 +39,14 @@ from transport.protocol import (
 )
 
 if TYPE_CHECKING:
-    from claude_agent_sdk import AssistantMessage, ResultMessage, StreamEvent, SystemMessage, UserMessage
+    from claude_agent_sdk import (
+        AssistantMessage,
+        RateLimitEvent,
+        ResultMessage,
+        StreamEvent,
+        SystemMessage,
+        UserMessage,
+    )
 
 SdkPermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan"]
 SDK_MODES: dict[PermissionMode, SdkPermissionMode] = {
@@ -104,18 +117,29 @@ def _tool_result_text(content: Any) -> str:
 class Relay:
     """Stateful translator for one CLI session's message stream."""
 
-    def __init__(self, emit: Callable[[AgentToServer], None]) -> None:
+    def __init__(
+        self, emit: Callable[[AgentToServer], None], model: str | None, mode: PermissionMode
+    ) -> None:
         self._emit = emit
         self._stream_id: str | None = None
         self._blocks_seen: dict[str, int] = {}
-        self._model: str | None = None
-        self._mode: PermissionMode | None = None
+        self._model = model
+        self._mode = mode
 
     def handle(self, message: object) -> ResultMessage | None:
         """Relay one SDK message; returns it if it ends the turn."""
-        from claude_agent_sdk import AssistantMessage, ResultMessage, StreamEvent, SystemMessage, UserMessage
+        from claude_agent_sdk import (
+            AssistantMessage,
+            RateLimitEvent,
+            ResultMessage,
+            StreamEvent,
+            SystemMessage,
+            UserMessage,
+        )
 
-        if isinstance(message, StreamEvent):
+        if isinstance(message, RateLimitEvent):
+            self._rate_limit(message)
+        elif isinstance(message, StreamEvent):
             self._stream_event(message)
         elif isinstance(message, AssistantMessage):
             self._assistant(message)
@@ -200,26 +224,51 @@ class Relay:
 
     def _system(self, message: SystemMessage) -> None:
         data = message.data
+        if message.subtype == "api_retry":
+            self._api_retry(data)
+            return
         if message.subtype not in ("init", "status"):
             return
         model = data.get("model") if message.subtype == "init" else None
         mode = BERTH_MODES.get(str(data.get("permissionMode")))
-        changed_model = model if isinstance(model, str) and model != self._model else None
-        changed_mode = mode if mode is not None and mode != self._mode else None
-        if changed_model is None and changed_mode is None:
+        changed_model = isinstance(model, str) and model != self._model
+        changed_mode = mode is not None and mode != self._mode
+        if not (changed_model or changed_mode):
             return
-        self._model = changed_model or self._model
-        self._mode = changed_mode or self._mode
-        self._emit(SessionInfoUpdate(model=changed_model, permission_mode=changed_mode))
+        if isinstance(model, str):
+            self._model = model
+        if mode is not None:
+            self._mode = mode
+        self._emit(SessionInfoUpdate(model=self._model, permission_mode=self._mode))
+
+    def _api_retry(self, data: dict[str, Any]) -> None:
+        delay_ms = _int(data.get("retry_delay_ms"))
+        status = data.get("error_status")
+        self._emit(
+            ApiRetry(
+                attempt=_int(data.get("attempt")),
+                max_retries=_int(data.get("max_retries")),
+                retry_at=time.time() + delay_ms / 1000,
+                reason=str(data.get("error") or "unknown"),
+                error_status=status if isinstance(status, int) else None,
+            )
+        )
+
+    def _rate_limit(self, message: RateLimitEvent) -> None:
+        info = message.rate_limit_info
+        self._emit(
+            RateLimit(
+                status=str(info.status),
+                resets_at=float(info.resets_at) if info.resets_at else None,
+                limit_type=info.rate_limit_type,
+            )
+        )
 
     def _chat(self, message_id: str, kind: Any, content: str) -> None:
         self._emit(
             SdkMessage(message=ChatMessage(id=message_id, kind=kind, content=content, timestamp=time.time()))
         )
 
-    def note_model(self, model: str | None) -> None:
-        """The runner switched the model itself; don't report it twice."""
-        self._model = model
-
-    def note_mode(self, mode: PermissionMode) -> None:
-        self._mode = mode
+    def note(self, model: str | None, mode: PermissionMode) -> None:
+        """The runner switched model or mode itself; don't report it twice."""
+        self._model, self._mode = model, mode

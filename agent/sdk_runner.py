@@ -1,26 +1,31 @@
 """The Claude Agent SDK runner: one Claude Code CLI process per session.
 
-User messages reach the CLI through the SDK's streaming input, an async
-generator that takes the next message from the channel only once the
-previous turn has its ``result``; a message that arrives mid-turn waits in
-the channel, so there is never a second concurrent turn.
+The runner starts the CLI as soon as it can (``start``, which a warm-pool
+agent calls before it has a session) and is ready only once the CLI has
+answered its handshake: the agent says ``ready`` after ``wait_ready``, so an
+``idle`` session takes a prompt at once. Turns go to the CLI one at a time
+(``query``, then wait for the ``result``); a message that arrives mid-turn
+waits in the channel.
 
 Tool approvals and ``AskUserQuestion`` go through the SDK's ``can_use_tool``
 callback (``agent.sdk_permissions``). Closing denies whatever is pending
-first (so the CLI is told, rather than left waiting on a request nobody will
-answer), ends the channel, and stops the CLI within ``close_timeout``, after
+first, ends the channel, and stops the CLI within ``close_timeout``, after
 which it is killed. ``claude-agent-sdk`` is imported lazily: it is an
 optional extra, and ``agent`` must import without it.
 
-The Claude access token reaches the CLI only through the credentials file
-in its config dir (``agent.credentials``), which the CLI re-reads whenever
-the file changes, so a pushed token is used from the CLI's next API request
-on. It is never put in the CLI's environment: ``CLAUDE_CODE_OAUTH_TOKEN``
-there would pin the first token for the CLI's lifetime (an inherited one is
-blanked for the same reason). A CLI started with no credentials at all does
-not send the OAuth beta header on its next turn, so with ``wait_for_token``
-the runner waits for a token before starting the CLI. Details and the
-experiments behind this: ``docs/credentials.md``.
+The access token reaches the CLI only through the credentials file
+(``agent.credentials``), which the CLI re-reads whenever it changes; never
+through its environment (``CLAUDE_CODE_OAUTH_TOKEN`` would pin the first
+token for the CLI's lifetime). A CLI started with no credentials at all
+sends its next turn without the OAuth beta, so with no token yet the runner
+writes a placeholder and starts the CLI anyway, and holds back prompts until
+a real token is there: a prompt that finds none within ``token_wait`` ends
+with an error result naming the fix. Details: ``docs/credentials.md``,
+``docs/claude-code.md``.
+
+With ``park_after`` an idle CLI is stopped after that many seconds and the
+next prompt resumes the same conversation (``--resume <id>``), trading the
+CLI's memory for a start-up on the next prompt.
 """
 
 from __future__ import annotations
@@ -28,36 +33,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.secret import Secret
-from agent.channel import InputChannel
+from agent.channel import ChannelEnded, InputChannel
 from agent.credentials import default_credentials_path, read_access_token, write_access_token
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
+from agent.sdk_cli import CliConnection
 from agent.sdk_permissions import PermissionBridge
-from agent.sdk_relay import SDK_MODES, Relay, result_text
+from agent.sdk_relay import BERTH_MODES, SDK_MODES, Relay, result_text
 from transport.protocol import (
+    AgentError,
     AgentToServer,
     ModelInfo,
     ModelsList,
     PermissionMode,
+    Result,
     SessionInfoUpdate,
     StatusUpdate,
 )
 
 if TYPE_CHECKING:
-    from claude_agent_sdk import (
-        ClaudeAgentOptions,
-        ClaudeSDKClient,
-    )
+    from claude_agent_sdk import ClaudeAgentOptions
 
 log = logging.getLogger(__name__)
 
 # Credentials the CLI prefers to a claude.ai login in its credentials file.
 OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+#: Written so that a CLI started before its session has a token counts as
+#: logged in (and later sends the real token with the OAuth beta); never
+#: sent: prompts wait for a real token.
+PLACEHOLDER_TOKEN = "berth-placeholder-no-token-yet"
+NO_TOKEN = (
+    "No Claude access token: this session cannot call Claude. Give the Berth server a "
+    "Claude login (`berth serve --claude-dir ~/.claude`, see docs/claude-code.md), "
+    "then send the prompt again."
+)
 
 
 @dataclass(frozen=True)
@@ -71,31 +87,21 @@ class SdkRunnerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     claude_config_dir: str | None = None
     system_prompt_append: str | None = "You are running inside a Berth session container."
-    # Start the CLI only once there is a credential: a CLI started logged out
-    # fails its first turn after a token arrives (no OAuth beta header on it).
-    wait_for_token: bool = False
     #: In-process MCP servers (a manager's tools) and tools allowed without an approval.
     mcp_servers: Mapping[str, Any] = field(default_factory=dict)
     allowed_tools: tuple[str, ...] = ()
+    #: How long a prompt waits for a first token before it fails with NO_TOKEN.
+    token_wait: float = 0.0
+    #: Stop a CLI idle this long; the next prompt resumes its conversation (0: never).
+    park_after: float = 0.0
+    #: Start the CLI so that it may be switched to bypassPermissions later.
+    allow_dangerous: bool = False
 
 
 @dataclass
 class _Turn:
     item: UserInput
     over: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _cli_process(client: ClaudeSDKClient) -> Any:
-    """The CLI subprocess (SDK internals), so a CLI that ignores EOF can be killed."""
-    return getattr(getattr(client, "_transport", None), "_process", None)
-
-
-def _kill(process: Any) -> None:
-    if process is not None and process.returncode is None:
-        try:
-            process.kill()
-        except ProcessLookupError:
-            pass
 
 
 class SdkRunner:
@@ -107,26 +113,43 @@ class SdkRunner:
         self._mode: PermissionMode = config.permission_mode
         self._model = config.model
         self._host: RunnerHost | None = None
+        self._held: list[AgentToServer] = []
         self._channel: InputChannel[UserInput] | None = None
-        self._client: ClaudeSDKClient | None = None
-        self._process: Any = None
-        self._relay: Relay | None = None
+        self._cli: CliConnection | None = None
+        self._launching: asyncio.Future[CliConnection] | None = None
+        self._relay = Relay(self._emit, config.model, config.permission_mode)
         self._ready: asyncio.Future[None] | None = None
         self._turn: _Turn | None = None
         self._models: list[ModelInfo] = []
         self._permissions = PermissionBridge(
             self._emit, config.approval_timeout, lambda: self._turn is not None
         )
+        #: The CLI's conversation id: set at the first start, resumed after parking.
+        self.conversation_id = str(uuid.uuid4())
+        self._conversation_started = False
+        self.parked = False
+        self.resume_seconds: list[float] = []
         self._stop = asyncio.Event()
         self._token_arrived = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
         self._closing = False
 
-    # ------------------------------------------------------------------ run
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the CLI now (idempotent); returns once it can take a prompt."""
+        await self._live_cli()
+
+    async def wait_ready(self) -> None:
+        """Returns once a prompt would be taken at once (raises if the runner ended first)."""
+        await asyncio.shield(self._ready_future())
 
     async def run(self, channel: InputChannel[UserInput], host: RunnerHost) -> None:
         self._channel, self._host, self._started = channel, host, True
+        held, self._held = self._held, []
+        for frame in held:
+            host.emit(frame)
         try:
             if self._closing:
                 channel.close()
@@ -141,72 +164,97 @@ class SdkRunner:
 
     async def _serve(self, channel: InputChannel[UserInput]) -> None:
         try:
-            from claude_agent_sdk import ClaudeSDKClient
-        except ImportError:
-            raise RunnerFailed(
-                "the session image has no claude-agent-sdk: rebuild it with "
-                "`BERTH_IMAGE_EXTRAS=sdk bash scripts/build-image.sh`, or use the built-in runner"
-            ) from None
+            try:
+                await self._live_cli()
+            except RunnerClosed:
+                return
+            while not self._closing:
+                item = await self._next_item(channel)
+                if item is None:
+                    break
+                if self._closing:
+                    item.fail(RunnerClosed("the runner is closing"))
+                    break
+                await self._serve_turn(item)
+        finally:
+            await self._shut_cli()
+            self._end_turn(RunnerClosed("the runner closed mid-turn"))
 
-        if not await self._credentials_ready():
-            return  # closed before there was a token to start with
-        client = ClaudeSDKClient(self._options())
-        self._client = client
-        session = asyncio.ensure_future(self._session(client, channel))
+    async def _next_item(self, channel: InputChannel[UserInput]) -> UserInput | None:
+        """The next prompt; parks the CLI when idle too long; None when closing."""
+        getter = asyncio.ensure_future(channel.aget())
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
-            await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                cli = self._cli
+                waits: set[asyncio.Future[Any]] = {getter, stopper}
+                if cli is not None:
+                    waits.add(cli.ended)
+                park = self._config.park_after if cli is not None else None
+                done, _ = await asyncio.wait(waits, timeout=park or None, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    try:
+                        return getter.result()
+                    except ChannelEnded:
+                        return None
+                if stopper in done:
+                    return None
+                if cli is not None and cli.ended in done:
+                    raise self._cli_died(cli)
+                if not done and cli is not None:
+                    await self._park(cli)
         finally:
             stopper.cancel()
-            await self._teardown(client, session)
-            self._client = None
-        error = None if session.cancelled() else session.exception()
-        if error is not None:
-            failure = RunnerFailed(f"Claude Code failed: {error}")
-            self._end_turn(failure)
-            raise failure from error
-        if not self._closing:
-            failure = RunnerFailed("Claude Code exited unexpectedly")
-            self._end_turn(failure)
-            raise failure
-        self._end_turn(RunnerClosed("the runner closed mid-turn"))
+            if not getter.done():
+                getter.cancel()
 
-    async def _session(self, client: ClaudeSDKClient, channel: InputChannel[UserInput]) -> None:
-        await client.connect(self._prompts(channel))
-        self._process = _cli_process(client)
-        info = await client.get_server_info() or {}
-        self._models = [
-            ModelInfo(
-                value=str(m.get("value", "")),
-                display_name=str(m.get("displayName", "")),
-                description=str(m.get("description", "")),
-            )
-            for m in info.get("models") or []
-            if isinstance(m, dict)
-        ]
-        self._relay = Relay(self._emit)
-        self._ready_future().set_result(None)
-        async for message in client.receive_messages():
-            result = self._relay.handle(message)
-            if result is not None:
-                self._end_turn(TurnOutcome(result_text(result), result.is_error))
-
-    async def _prompts(self, channel: InputChannel[UserInput]) -> AsyncIterator[dict[str, Any]]:
-        """The SDK's streaming input: the next message only after the turn is over."""
-        async for item in channel:
+    async def _serve_turn(self, item: UserInput) -> None:
+        turn = _Turn(item)
+        self._turn = turn
+        self._emit(StatusUpdate(status="running"))
+        if not await self._has_credential():
             if self._closing:
-                item.fail(RunnerClosed("the runner is closing"))
-                continue
-            turn = _Turn(item)
-            self._turn = turn
-            self._emit(StatusUpdate(status="running"))
-            yield {
-                "type": "user",
-                "message": {"role": "user", "content": item.content},
-                "parent_tool_use_id": None,
-                "session_id": "default",
-            }
-            await turn.over.wait()
+                self._end_turn(RunnerClosed("the runner closed before this turn"))
+                return
+            log.warning("a prompt arrived with no Claude access token")
+            self._emit(Result(result=NO_TOKEN, is_error=True))
+            self._end_turn(TurnOutcome(NO_TOKEN, True))
+            return
+        try:
+            cli = await self._live_cli()
+        except RunnerClosed as exc:
+            self._end_turn(exc)
+            return
+        except RunnerFailed as exc:
+            self._end_turn(exc)
+            raise
+        self._conversation_started = True
+        await cli.query(item.content)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        over = asyncio.ensure_future(turn.over.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {over, stopper, cli.ended}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            over.cancel()
+        if turn.over.is_set() or self._closing:
+            return
+        failure = self._cli_died(cli)
+        self._end_turn(failure)
+        raise failure
+
+    def _cli_died(self, cli: CliConnection) -> RunnerFailed:
+        self._cli = None
+        error = cli.ended.exception() if cli.ended.done() and not cli.ended.cancelled() else None
+        if error is not None:
+            return RunnerFailed(f"Claude Code failed: {error}")
+        return RunnerFailed("Claude Code exited unexpectedly")
+
+    def _on_message(self, message: Any) -> None:
+        result = self._relay.handle(message)
+        if result is not None:
+            self._end_turn(TurnOutcome(result_text(result), result.is_error))
 
     def _end_turn(self, outcome: TurnOutcome | BaseException) -> None:
         turn, self._turn = self._turn, None
@@ -218,24 +266,78 @@ class SdkRunner:
             turn.item.fail(outcome)
         turn.over.set()
 
-    async def _teardown(self, client: ClaudeSDKClient, session: asyncio.Future[None]) -> None:
-        """Stop the session task and the CLI, killing the CLI if it takes too long."""
+    # ------------------------------------------------------- CLI processes
 
-        async def shut() -> None:
-            if not session.done():
-                session.cancel()
-            await asyncio.gather(session, return_exceptions=True)
-            await client.disconnect()
+    async def _live_cli(self) -> CliConnection:
+        """The running CLI, starting (or resuming) it if needed."""
+        if self._cli is not None and not self._cli.ended.done():
+            return self._cli
+        if self._closing:
+            raise RunnerClosed("the runner is closing")
+        if self._launching is None:
+            self._launching = asyncio.ensure_future(self._launch())
+        launching = self._launching
+        try:
+            return await asyncio.shield(launching)
+        finally:
+            if launching.done() and self._launching is launching:
+                self._launching = None
 
-        closer = asyncio.ensure_future(shut())
-        _, pending = await asyncio.wait({closer}, timeout=self._config.close_timeout)
-        if pending:
-            log.warning("Claude Code did not stop within %.1f s; killing it", self._config.close_timeout)
-            _kill(self._process or _cli_process(client))
-            _, pending = await asyncio.wait({closer}, timeout=self._config.close_timeout)
-            if pending:
-                log.error("the SDK did not finish disconnecting; abandoning it")
-        _kill(self._process or _cli_process(client))
+    async def _launch(self) -> CliConnection:
+        try:
+            import claude_agent_sdk  # noqa: F401
+        except ImportError:
+            raise RunnerFailed(
+                "the session image has no claude-agent-sdk: rebuild it with "
+                "`BERTH_IMAGE_EXTRAS=sdk bash scripts/build-image.sh`, or use the built-in runner"
+            ) from None
+        self._prepare_credentials()
+        resuming = self.parked and self._conversation_started
+        try:
+            cli = await CliConnection.open(self._options(resuming), self._on_message)
+        except Exception as exc:
+            raise RunnerFailed(f"Claude Code could not start: {exc}") from exc
+        if self._closing:
+            await cli.close(self._config.close_timeout)
+            raise RunnerClosed("the runner closed while Claude Code started")
+        self._models = cli.models or self._models
+        if resuming:
+            self.resume_seconds.append(cli.start_seconds)
+            log.info("Claude Code resumed its conversation in %.2f s", cli.start_seconds)
+        else:
+            log.info("Claude Code started in %.2f s", cli.start_seconds)
+        self._cli, self.parked = cli, False
+        if not self._ready_future().done():
+            self._ready_future().set_result(None)
+        return cli
+
+    async def _park(self, cli: CliConnection) -> None:
+        log.info("parking Claude Code after %.0f s idle", self._config.park_after)
+        self._cli, self.parked = None, True
+        await cli.close(self._config.close_timeout)
+
+    async def _shut_cli(self) -> None:
+        launching = self._launching
+        if launching is not None and not launching.done():
+            await asyncio.wait({launching}, timeout=self._config.close_timeout * 2)
+            if not launching.done():
+                launching.cancel()
+        if launching is not None and launching.done() and not launching.cancelled():
+            launching.exception()  # retrieved: a failed start was reported elsewhere
+        cli, self._cli = self._cli, None
+        if cli is not None:
+            await cli.close(self._config.close_timeout)
+
+    async def _control_cli(self) -> CliConnection | None:
+        """The CLI for a control call: None while parked (the call applies at resume)."""
+        if self.parked:
+            return None
+        await asyncio.shield(self._ready_future())
+        if self._cli is None:
+            if self.parked:
+                return None
+            raise RunnerClosed("Claude Code is not running")
+        return self._cli
 
     # ----------------------------------------------------------- credentials
 
@@ -266,38 +368,48 @@ class SdkRunner:
         if read_access_token(path) != token:
             write_access_token(path, token, None)
 
-    async def _credentials_ready(self) -> bool:
-        """With ``wait_for_token``, wait (for a token or a close) while the CLI
-        would start with no credentials at all."""
+    def _prepare_credentials(self) -> None:
         try:
             self._write_credentials()
+            if not self._token and not read_access_token(self._credentials_path()):
+                write_access_token(self._credentials_path(), PLACEHOLDER_TOKEN, None)
         except OSError as exc:
             log.error("cannot write the Claude credentials file: %s", exc)
         overriding = self._overriding_credential()
         if overriding and self._token:
             log.warning("%s is set: Claude Code will use it, not the pushed access token", overriding)
-        if not self._config.wait_for_token or self._token or overriding:
+
+    def _usable_credential(self) -> bool:
+        if self._token or self._overriding_credential():
             return True
-        if read_access_token(self._credentials_path()):
-            return True
-        log.info("waiting for a Claude access token before starting Claude Code")
-        waits = {asyncio.ensure_future(self._token_arrived.wait()), asyncio.ensure_future(self._stop.wait())}
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-        return not self._closing and self._token is not None
+        token = read_access_token(self._credentials_path())
+        return bool(token) and token != PLACEHOLDER_TOKEN
+
+    async def _has_credential(self) -> bool:
+        """Whether a prompt may go to the CLI, waiting up to ``token_wait`` for a token."""
+        deadline = time.monotonic() + self._config.token_wait
+        while not self._usable_credential():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closing:
+                return False
+            self._token_arrived.clear()
+            try:
+                await asyncio.wait_for(self._token_arrived.wait(), min(left, 0.5))
+            except TimeoutError:
+                pass  # the agent may have written the file itself: look again
+        return True
 
     # --------------------------------------------------------------- options
 
-    def _options(self) -> ClaudeAgentOptions:
+    def _options(self, resuming: bool) -> ClaudeAgentOptions:
         from claude_agent_sdk import ClaudeAgentOptions
 
-        env = self._cli_env()
         prompt: Any = {"type": "preset", "preset": "claude_code"}
         if self._config.system_prompt_append:
             prompt["append"] = self._config.system_prompt_append
+        extra: dict[str, str | None] = {}
+        if self._config.allow_dangerous:
+            extra["allow-dangerously-skip-permissions"] = None
         return ClaudeAgentOptions(
             cli_path=self._config.cli_path,
             cwd=self._config.cwd,
@@ -305,12 +417,15 @@ class SdkRunner:
             can_use_tool=self._permissions.can_use_tool,
             permission_mode=SDK_MODES[self._mode],
             model=self._model,
-            env=env,
+            env=self._cli_env(),
             system_prompt=prompt,
             setting_sources=["user", "project"],
             stderr=self._on_stderr,
             mcp_servers=dict(self._config.mcp_servers),
             allowed_tools=list(self._config.allowed_tools),
+            extra_args=extra,
+            resume=self.conversation_id if resuming else None,
+            session_id=None if resuming else self.conversation_id,
         )
 
     @staticmethod
@@ -318,19 +433,19 @@ class SdkRunner:
         log.debug("claude: %s", line)
 
     def _emit(self, frame: AgentToServer) -> None:
-        assert self._host is not None, "emit before run()"
-        self._host.emit(frame)
+        """To the host; held until ``run`` while a pooled runner has none yet."""
+        if self._host is None:
+            self._held.append(frame)
+        else:
+            self._host.emit(frame)
 
     def _ready_future(self) -> asyncio.Future[None]:
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
         return self._ready
 
-    async def _connected(self) -> ClaudeSDKClient:
-        await asyncio.shield(self._ready_future())
-        if self._client is None:
-            raise RunnerClosed("Claude Code is not running")
-        return self._client
+    def _info(self) -> SessionInfoUpdate:
+        return SessionInfoUpdate(model=self._model, permission_mode=self._mode)
 
     # --------------------------------------------------------------- control
 
@@ -344,28 +459,45 @@ class SdkRunner:
         if self._turn is None:
             return
         self._permissions.deny_all("interrupted")
-        client = await self._connected()
-        await client.interrupt()
+        if self._cli is not None:
+            await self._cli.client.interrupt()
 
     async def set_model(self, model: str | None) -> None:
-        client = await self._connected()
-        await client.set_model(model)
+        cli = await self._control_cli()
+        if cli is not None:
+            await cli.client.set_model(model)
         self._model = model
-        if self._relay is not None:
-            self._relay.note_model(model)
-        self._emit(SessionInfoUpdate(model=model))
+        self._relay.note(model, self._mode)
+        self._emit(self._info())
 
     async def get_models(self) -> None:
-        await self._connected()
+        if not self.parked:
+            await asyncio.shield(self._ready_future())
         self._emit(ModelsList(models=self._models))
 
     async def set_permission_mode(self, mode: PermissionMode) -> None:
-        client = await self._connected()
-        await client.set_permission_mode(SDK_MODES[mode])
+        """Ask the CLI; a refusal is reported, and the info shows the mode in force."""
+        cli = await self._control_cli()
+        refusal: str | None = None
+        if cli is not None:
+            try:
+                await cli.client.set_permission_mode(SDK_MODES[mode])
+            except Exception as exc:
+                refusal = str(exc) or type(exc).__name__
+        elif mode == "dangerous" and not self._config.allow_dangerous:
+            refusal = "this session's Claude Code was not started with bypassing allowed"
+        if refusal is not None:
+            self._emit(self._info())
+            self._emit(
+                AgentError(
+                    message=f"permission mode {mode!r} refused by Claude Code: {refusal}; "
+                    f"the session stays in {self._mode!r}"
+                )
+            )
+            return
         self._mode = mode
-        if self._relay is not None:
-            self._relay.note_mode(mode)
-        self._emit(SessionInfoUpdate(permission_mode=mode))
+        self._relay.note(self._model, mode)
+        self._emit(self._info())
 
     async def update_token(self, token: Secret) -> None:
         """Rewrite the credentials file: the running CLI uses ``token`` from its next request."""
@@ -382,7 +514,13 @@ class SdkRunner:
         if self._channel is not None:
             self._channel.close()
         self._stop.set()
+        self._token_arrived.set()
         if self._started:
             await self._stopped.wait()
+        else:
+            await self._shut_cli()
         if self._channel is not None:
             fail_remaining(self._channel, RunnerClosed("the runner closed before this turn"))
+
+
+__all__ = ["BERTH_MODES", "PLACEHOLDER_TOKEN", "SdkRunner", "SdkRunnerConfig"]

@@ -17,7 +17,12 @@ A prompt with no entry gets ``[{"say": "You said: <prompt>"}]``. Steps:
 - ``{"tool": "Bash", "input": {...}}``: a tool use that asks ``can_use_tool``;
 - ``{"ask": [{"question": ..., "header": ..., "options": [...], "multiSelect": false}]}``:
   an ``AskUserQuestion`` tool use;
-- ``{"crash": 1}``: exit with that status mid-turn.
+- ``{"crash": 1}``: exit with that status mid-turn;
+- ``{"retry": {"attempt": 1, "max_retries": 10, "retry_delay_ms": 500, "error_status": 529, "error": "…"}}``:
+  a ``system/api_retry`` notice, as the CLI sends before retrying a failed request.
+
+Like the real CLI, it refuses ``bypassPermissions`` unless started with
+``--allow-dangerously-skip-permissions`` (or ``--dangerously-skip-permissions``).
 
 With ``ignore_eof`` it keeps running after stdin closes (to test the kill).
 Every event worth checking is appended as a JSON line to ``FAKE_CLAUDE_LOG``.
@@ -59,7 +64,11 @@ class FakeClaude:
         self.partial = "--include-partial-messages" in argv
         self.model = _arg(argv, "--model", "fake-model-1")
         self.mode = _arg(argv, "--permission-mode", "default")
-        self.session_id = str(uuid.uuid4())
+        bypass_flags = {"--allow-dangerously-skip-permissions", "--dangerously-skip-permissions"}
+        self.may_bypass = bool(bypass_flags & set(argv))
+        named = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.startswith("--") and "=" in a}
+        self.resumed = named.get("--resume")
+        self.session_id = self.resumed or named.get("--session-id") or str(uuid.uuid4())
         self.out_lock = threading.Lock()
         self.cond = threading.Condition()
         self.inbox: deque[str] = deque()
@@ -75,6 +84,8 @@ class FakeClaude:
             oauth_token=os.environ.get("CLAUDE_CODE_OAUTH_TOKEN"),
             config_dir=os.environ.get("CLAUDE_CONFIG_DIR"),
             cwd=os.getcwd(),
+            session_id=self.session_id,
+            resumed=self.resumed,
         )
 
     # ----------------------------------------------------------- plumbing
@@ -152,6 +163,13 @@ class FakeClaude:
             if mode not in ("default", "acceptEdits", "bypassPermissions", "plan"):
                 self.respond(request_id, error=f"unknown permission mode {mode}")
                 return
+            if mode == "bypassPermissions" and not self.may_bypass:
+                self.respond(
+                    request_id,
+                    error="Cannot set permission mode to bypassPermissions because the session "
+                    "was not launched with --dangerously-skip-permissions",
+                )
+                return
             self.mode = mode
             self.respond(request_id, {"mode": mode})
             self.write({"type": "system", "subtype": "status", "status": None, "permissionMode": mode})
@@ -210,6 +228,8 @@ class FakeClaude:
                 self.tool(step["tool"], step.get("input", {}))
             elif "ask" in step:
                 self.tool("AskUserQuestion", {"questions": step["ask"]})
+            elif "retry" in step:
+                self.write({"type": "system", "subtype": "api_retry", **self.base(), **step["retry"]})
             elif "crash" in step:
                 self.log("crash", code=step["crash"])
                 os._exit(int(step["crash"]))

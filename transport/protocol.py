@@ -128,7 +128,8 @@ class SessionInfo(_Record, frozen=True):
     created_at: float
     repo_url: str | None = None
     branch: str | None = None
-    permission_mode: str = "normal"
+    # Always encoded (a factory default is never omitted): clients read the mode in force.
+    permission_mode: str = msgspec.field(default_factory=lambda: "normal")
     model: str | None = None
     total_cost_usd: float = 0.0
     context_usage: ContextUsage | None = None
@@ -201,6 +202,28 @@ class ModelsList(_Frame, tag="models_list", frozen=True):
     models: list[ModelInfo]
 
 
+class ApiRetry(_Frame, tag="api_retry", frozen=True):
+    """Claude Code's request to the Messages API failed and will be retried.
+
+    ``retry_at`` is when (Unix s) the next attempt goes out; ``reason`` is the
+    CLI's own (e.g. ``rate_limit``, ``server_error``, or a connection error).
+    """
+
+    attempt: int
+    max_retries: int
+    retry_at: float
+    reason: str
+    error_status: int | None = None
+
+
+class RateLimit(_Frame, tag="rate_limit", frozen=True):
+    """The account's rate-limit state changed (``allowed_warning``, ``rejected``, ``allowed``)."""
+
+    status: str
+    resets_at: float | None = None
+    limit_type: str | None = None
+
+
 class AgentError(_Frame, tag="error", frozen=True):
     """An error the agent reports; ``fatal`` means its runner is gone."""
 
@@ -219,6 +242,8 @@ AgentToServer = (
     | StatusUpdate
     | SessionInfoUpdate
     | ModelsList
+    | ApiRetry
+    | RateLimit
     | AgentError
 )
 
@@ -369,6 +394,26 @@ class ModelsAvailable(_Frame, tag="models_list", frozen=True):
     models: list[ModelInfo]
 
 
+class ApiRetrying(_Frame, tag="api_retry", frozen=True):
+    """The session's Claude Code is retrying a failed API request (no status change)."""
+
+    session_id: str
+    seq: int
+    attempt: int
+    max_retries: int
+    retry_at: float
+    reason: str
+    error_status: int | None = None
+
+
+class RateLimited(_Frame, tag="rate_limit", frozen=True):
+    session_id: str
+    seq: int
+    status: str
+    resets_at: float | None = None
+    limit_type: str | None = None
+
+
 SessionEvent = (
     SessionUpdate
     | MessageAdded
@@ -377,6 +422,8 @@ SessionEvent = (
     | QuestionAsked
     | TurnResult
     | ModelsAvailable
+    | ApiRetrying
+    | RateLimited
 )
 
 

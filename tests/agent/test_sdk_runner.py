@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from actors.secret import Secret
 from agent.credentials import read_access_token
 from agent.runner import RunnerClosed, RunnerFailed, TurnOutcome
 from agent.sdk_runner import SdkRunner, SdkRunnerConfig
-from tests.agent.helpers import RunnerHarness, run_async
+from tests.agent.helpers import RunnerHarness, run_async, wait_until
 from transport.protocol import (
+    AgentError,
+    ApiRetry,
     ApprovalRequest,
     ModelInfo,
     ModelsList,
@@ -28,6 +31,7 @@ from transport.protocol import (
 
 pytestmark = pytest.mark.timeout(60)
 
+TOKEN = "sk-ant-oat01-fake-runner-token"
 FAKE_CLI = Path(__file__).resolve().parents[1] / "fake_claude.py"
 CLOSE_TIMEOUT = 1.0
 # A close may wait close_timeout for the CLI and close_timeout again after a kill.
@@ -51,9 +55,11 @@ class FakeCli:
     def harness(
         self,
         turns: dict[str, Any] | None = None,
-        token: str | None = None,
+        token: str | None = TOKEN,
         approval_timeout: float = 5.0,
-        wait_for_token: bool = False,
+        token_wait: float = 0.0,
+        park_after: float = 0.0,
+        allow_dangerous: bool = False,
         **script: Any,
     ) -> RunnerHarness:
         self.script.write_text(json.dumps({"turns": turns or {}, **script}))
@@ -64,7 +70,9 @@ class FakeCli:
             close_timeout=CLOSE_TIMEOUT,
             env={"FAKE_CLAUDE_SCRIPT": str(self.script), "FAKE_CLAUDE_LOG": str(self.log)},
             claude_config_dir=str(self.dir / "claude"),
-            wait_for_token=wait_for_token,
+            token_wait=token_wait,
+            park_after=park_after,
+            allow_dangerous=allow_dangerous,
         )
         return RunnerHarness(SdkRunner(config, Secret(token) if token else None), close_bound=CLOSE_BOUND + 1)
 
@@ -225,7 +233,7 @@ def test_set_model_switches_the_model_for_the_next_turn(cli):
         async with cli.harness() as h:
             await h.turn(h.send("one"))
             await h.runner.set_model("fake-model-2")
-            assert h.host.snapshot()[-1] == SessionInfoUpdate(model="fake-model-2")
+            assert h.host.snapshot()[-1] == SessionInfoUpdate(model="fake-model-2", permission_mode="normal")
             await h.turn(h.send("two"))
             assert cli.events("control")[-1]["request"] == {"subtype": "set_model", "model": "fake-model-2"}
             assert [i.model for i in h.host.of(SessionInfoUpdate) if i.model] == [
@@ -360,30 +368,146 @@ def test_the_cli_gets_the_token_in_its_credentials_file_never_in_its_environment
     run_async(scenario())
 
 
-def test_with_wait_for_token_the_cli_starts_only_once_a_token_arrives(cli):
+def test_the_runner_is_ready_only_once_the_cli_has_answered_its_handshake(cli):
     async def scenario():
-        async with cli.harness(wait_for_token=True) as h:
-            item = h.send("hello")
-            await asyncio.sleep(0)  # one loop step: the runner is now parked on the token
-            assert h.runner._client is None and not cli.events("start")
-            await h.runner.update_token(Secret("sk-ant-oat01-first-token-value"))
-            assert (await h.turn(item)).result == "You said: hello"
-            assert cli.credentials() == "sk-ant-oat01-first-token-value"
+        async with cli.harness(token=TOKEN) as h:
+            await asyncio.wait_for(h.runner.wait_ready(), 10)
+            [start] = cli.events("start")
+            assert [c["subtype"] for c in cli.events("control")] == ["initialize"]
+            assert not cli.events("user")
+            assert start["session_id"] == h.runner.conversation_id
+
+    run_async(scenario())
+
+
+def test_a_runner_started_before_it_has_a_host_holds_its_frames_and_serves_at_once(cli):
+    async def scenario():
+        h = cli.harness(token=TOKEN)
+        await h.runner.start()  # what a warm-pool agent does before it has a session
+        assert len(cli.events("start")) == 1
+        await h.runner.set_permission_mode("plan")  # the claimed session's settings
+        async with h:
+            await asyncio.wait_for(h.runner.wait_ready(), 1)
+            assert h.host.snapshot()[0] == SessionInfoUpdate(permission_mode="plan")
+            assert (await h.turn(h.send("hello"))).result == "You said: hello"
+        assert len(cli.events("start")) == 1
+
+    run_async(scenario())
+
+
+def test_a_prompt_without_any_token_ends_with_an_error_result_naming_the_fix(cli):
+    async def scenario():
+        async with cli.harness(token=None, token_wait=0.2) as h:
+            await h.runner.wait_ready()  # the CLI is up, logged in with a placeholder
+            outcome = await h.turn(h.send("hello"))
+            assert outcome.is_error and "No Claude access token" in (outcome.result or "")
+            [result] = h.host.of(Result)
+            assert result.is_error and "berth serve --claude-dir" in (result.result or "")
+            assert not cli.events("user"), "the placeholder must never reach the API"
+            await h.runner.update_token(Secret(TOKEN))
+            assert (await h.turn(h.send("now"))).result == "You said: now"
+            assert cli.credentials() == TOKEN
             assert len(cli.events("start")) == 1
 
     run_async(scenario())
 
 
-def test_closing_while_waiting_for_a_token_fails_the_queued_turn_as_closed(cli):
+def test_a_prompt_waiting_for_a_token_goes_on_when_one_arrives(cli):
     async def scenario():
-        h = cli.harness(wait_for_token=True)
+        async with cli.harness(token=None, token_wait=10) as h:
+            item = h.send("hello before the token")
+            await h.frame(StatusUpdate)
+            await h.runner.update_token(Secret(TOKEN))
+            assert (await h.turn(item)).result == "You said: hello before the token"
+
+    run_async(scenario())
+
+
+def test_closing_while_a_prompt_waits_for_a_token_fails_it_as_closed(cli):
+    async def scenario():
+        h = cli.harness(token=None, token_wait=30)
         await h.__aenter__()
         item = h.send("hello")
+        await h.frame(StatusUpdate)
         assert await h.close() < CLOSE_BOUND
         with pytest.raises(RunnerClosed):
             await h.turn(item)
-        assert not cli.events("start")
+        assert not cli.events("user")
         h.task.result()  # a close is not a failure
+
+    run_async(scenario())
+
+
+def test_a_permission_mode_the_cli_refuses_is_reported_and_the_mode_in_force_kept(cli):
+    async def scenario():
+        async with cli.harness(token=TOKEN) as h:
+            await h.runner.set_permission_mode("dangerous")
+            error = await h.frame(AgentError)
+            assert "refused" in error.message and "dangerous" in error.message and not error.fatal
+            assert h.host.of(SessionInfoUpdate)[-1] == SessionInfoUpdate(permission_mode="normal")
+            await h.turn(h.send("hello"))
+            assert h.host.of(SessionInfoUpdate)[-1].permission_mode == "normal"
+
+    run_async(scenario())
+
+
+def test_with_bypassing_allowed_the_cli_can_be_switched_to_dangerous(cli):
+    async def scenario():
+        async with cli.harness(token=TOKEN, allow_dangerous=True) as h:
+            await h.runner.set_permission_mode("dangerous")
+            assert h.host.of(SessionInfoUpdate)[-1] == SessionInfoUpdate(permission_mode="dangerous")
+            assert not h.host.of(AgentError)
+
+    run_async(scenario())
+
+
+def test_every_session_info_update_carries_both_the_model_and_the_mode(cli):
+    async def scenario():
+        async with cli.harness(token=TOKEN) as h:
+            await h.runner.set_permission_mode("plan")
+            await h.turn(h.send("hello"))  # init reports the model: the mode must stay in
+            await h.runner.set_model("fake-model-2")
+            updates = h.host.of(SessionInfoUpdate)
+            assert updates[-2:] == [
+                SessionInfoUpdate(model="fake-model-1", permission_mode="plan"),
+                SessionInfoUpdate(model="fake-model-2", permission_mode="plan"),
+            ]
+
+    run_async(scenario())
+
+
+def test_an_api_retry_notice_reaches_the_server_with_its_reason_and_next_attempt(cli):
+    retry = {"attempt": 2, "max_retries": 10, "retry_delay_ms": 4000, "error_status": 529, "error": "overloaded"}
+
+    async def scenario():
+        async with cli.harness({"busy": [{"retry": retry}, {"say": "made it"}]}, token=TOKEN) as h:
+            before = time.time()
+            assert (await h.turn(h.send("busy"))).result == "made it"
+            [notice] = h.host.of(ApiRetry)
+            assert (notice.attempt, notice.max_retries, notice.reason, notice.error_status) == (
+                2,
+                10,
+                "overloaded",
+                529,
+            )
+            assert before + 4 <= notice.retry_at <= time.time() + 4
+
+    run_async(scenario())
+
+
+def test_an_idle_cli_is_parked_and_the_next_prompt_resumes_the_same_conversation(cli):
+    async def scenario():
+        async with cli.harness(token=TOKEN, park_after=0.3) as h:
+            await h.turn(h.send("hello"))
+            await asyncio.to_thread(wait_until, lambda: cli.events("exit"), 10, "the CLI to be parked")
+            assert h.runner.parked
+            await h.runner.set_model("fake-model-2")  # while parked: applied at the resume
+            assert (await h.turn(h.send("again"))).result == "You said: again"
+            first, second = cli.events("start")
+            assert first["session_id"] == second["resumed"] == h.runner.conversation_id
+            assert f"--resume={h.runner.conversation_id}" in second["argv"]
+            assert second["model"] == "fake-model-2"
+            assert len(h.runner.resume_seconds) == 1
 
     run_async(scenario())
 
