@@ -16,6 +16,7 @@ import threading
 from agent.app import Agent
 from agent.config import AgentConfig, ConfigError
 from agent.pool import (
+    WarmRunner,
     assigned_env,
     assignment_path,
     load_assignment,
@@ -24,6 +25,7 @@ from agent.pool import (
     wait_for_assignment,
 )
 from agent.supervisor import Supervisor
+from transport.protocol import Assign
 
 log = logging.getLogger("agent")
 
@@ -43,9 +45,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_worker() -> int:
     env = dict(os.environ)
+    warm: WarmRunner | None = None
     if env.get("BERTH_POOL_SLOT"):
-        pooled = _pooled_env(env)
+        if env.get("BERTH_RUNNER") == "sdk" and load_assignment(assignment_path(env)) is None:
+            warm = WarmRunner(env)
+            if not warm.start():
+                warm.close()
+                return 1
+        pooled = _pooled_env(env, warm)
         if pooled is None:
+            if warm is not None:
+                warm.close()
             return 0
         env = pooled
     try:
@@ -57,10 +67,15 @@ def run_worker() -> int:
     # The development fallback must not leak into the tools the model runs.
     os.environ.pop("BERTH_SESSION_TOKEN", None)
     os.environ.pop("CLAUDE_CODE_OAUTH_TOKEN", None)
+    if warm is not None and warm.fits(config):
+        return Agent(config, runner=warm.adopt(config)).run(loop=warm.loop)
+    if warm is not None:
+        log.info("this session needs Claude Code started in its own workspace; restarting it")
+        warm.close()
     return Agent(config).run()
 
 
-def _pooled_env(env: dict[str, str]) -> dict[str, str] | None:
+def _pooled_env(env: dict[str, str], warm: WarmRunner | None = None) -> dict[str, str] | None:
     """The session environment once the server assigned one (saved for restarts)."""
     path = assignment_path(env)
     assignment = load_assignment(path)
@@ -71,10 +86,14 @@ def _pooled_env(env: dict[str, str]) -> dict[str, str] | None:
             return None
         stop = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+        server_url, slot = env.get("BERTH_SERVER_URL", ""), env["BERTH_POOL_SLOT"]
+
+        def wait() -> Assign | None:
+            assert token is not None
+            return wait_for_assignment(server_url, slot, token, stop)
+
         try:
-            assignment = wait_for_assignment(
-                env.get("BERTH_SERVER_URL", ""), env["BERTH_POOL_SLOT"], token, stop
-            )
+            assignment = warm.wait(wait) if warm is not None else wait()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

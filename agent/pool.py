@@ -5,16 +5,21 @@ instead of a session. The agent connects on ``/agent/pool/<slot>`` and waits
 for an ``assign`` frame carrying the session id and its secrets; it keeps the
 assignment in a private file (so a restarted worker resumes the same
 session), closes the pool connection and becomes that session's agent.
+With the SDK runner it starts Claude Code first (``WarmRunner``) and takes
+the slot only once the CLI is connected, so a claimed session's first
+prompt goes straight to a running CLI.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import msgspec
@@ -23,6 +28,10 @@ from actors.secret import Secret
 from agent.connection import AgentConnection, ConnectionConfig
 from agent.reconnect import CloseInfo
 from transport.protocol import Assign, ServerToAgent, Shutdown
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +122,66 @@ def pool_token(env: Mapping[str, str]) -> Secret | None:
     except OSError:
         return None
     return Secret(value) if value else None
+
+
+class WarmRunner:
+    """A pooled container's Claude Code, started before the container has a session.
+
+    Everything the CLI needs at spawn is the same for every session of this
+    server (image, workspace path, config dir, environment), so the CLI is
+    started and connected first and the pool slot offered only then. What
+    only the session knows arrives at claim time, late enough for the CLI:
+    the token goes into the credentials file (the CLI re-reads it before each
+    request; until then it holds a placeholder), and the permission mode and
+    model are switched over the control protocol. A session with a repository
+    does not take it: the CLI reads the workspace (git state, CLAUDE.md,
+    project settings) when it starts, so it is started after the clone.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        from agent.app import make_runner
+        from agent.config import AgentConfig
+        from agent.sdk_runner import SdkRunner
+
+        # The pool's own identity stands in for the session's until the claim.
+        config = AgentConfig.from_env({**env, "BERTH_SESSION_ID": env.get("BERTH_POOL_SLOT", "pool")})
+        self.loop = asyncio.new_event_loop()
+        runner = make_runner(config, token=None)
+        assert isinstance(runner, SdkRunner)
+        self.runner = runner
+
+    def start(self) -> bool:
+        """Start the CLI; False (logged) if it cannot start."""
+        try:
+            self.loop.run_until_complete(self.runner.start())
+        except Exception as exc:
+            log.error("the warm Claude Code could not start: %s", exc)
+            return False
+        return True
+
+    def wait(self, assignment: Callable[[], Assign | None]) -> Assign | None:
+        """Run the blocking wait for an assignment while the runner's loop runs."""
+        return self.loop.run_until_complete(asyncio.to_thread(assignment))
+
+    def fits(self, config: AgentConfig) -> bool:
+        return config.runner == "sdk" and not config.repo_url
+
+    def adopt(self, config: AgentConfig) -> Runner:
+        """Give the running CLI the session's token, permission mode and model."""
+        runner = self.runner
+
+        async def configure() -> None:
+            token = config.oauth_token()
+            if token is not None:
+                await runner.update_token(token)
+            if config.permission_mode != "normal":
+                await runner.set_permission_mode(config.permission_mode)
+            if config.model:
+                await runner.set_model(config.model)
+
+        self.loop.run_until_complete(configure())
+        return runner
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.runner.close())
+        self.loop.close()

@@ -164,6 +164,7 @@ class FakeMessagesApi:
         self.require_oauth_beta = require_oauth_beta
         self._scripts: list[tuple[str, list[Reply]]] = []
         self._rejected: set[str] = set()
+        self._failures: list[tuple[str, list[Reply]]] = []
         self.on_reject: Callable[[Request], None] | None = None
         self._cond = threading.Condition()
         api = self
@@ -204,6 +205,12 @@ class FakeMessagesApi:
         """Replies for a prompt containing ``trigger``, one per API round trip."""
         with self._cond:
             self._scripts.append((trigger, list(replies)))
+
+    def fail_next(self, trigger: str, *failures: Reply) -> None:
+        """The next requests for a prompt containing ``trigger`` get these (error)
+        replies first, one each, before its script goes on: what a retry sees."""
+        with self._cond:
+            self._failures.append((trigger, list(failures)))
 
     def reject(self, credential: str) -> None:
         """Answer 401 to every request that carries ``credential``."""
@@ -248,6 +255,9 @@ class FakeMessagesApi:
     def _reply_for(self, body: dict[str, Any]) -> Reply:
         prompt, step = _prompt_and_step(body.get("messages") or [])
         with self._cond:
+            for trigger, failures in self._failures:
+                if trigger in prompt and failures:
+                    return failures.pop(0)
             for trigger, replies in self._scripts:
                 if trigger in prompt:
                     if step < len(replies):

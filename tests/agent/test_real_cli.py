@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -41,6 +42,7 @@ from transport.protocol import (
     ApprovalRequest,
     ApprovalResponse,
     Shutdown,
+    StatusUpdate,
     TokenUpdate,
     UserMessage,
     encode,
@@ -232,12 +234,23 @@ def test_a_pushed_token_reaches_the_running_cli_on_its_next_request(namespace, t
     assert not any(t in result["stderr"] for t in (TOKEN_A, TOKEN_B, TOKEN_C)), "a token was logged"
 
 
-def test_a_runner_waiting_for_a_token_starts_the_cli_with_the_first_pushed_one(namespace, tmp_path):
+def test_a_cli_started_before_its_token_sends_the_first_pushed_one_with_the_oauth_beta(namespace, tmp_path):
     result = run_isolated(namespace, "late_token", tmp_path)
     assert_isolated(result)
-    assert result["cli_started_before_the_token"] is False
+    # The CLI started (logged in with a placeholder, as a warm-pool CLI is)
+    # before any token; the prompt waited for one and went out with it.
+    assert result["cli_started_before_the_token"] is True
     assert result["outcome"] == ["You said: hello before the token", False]
-    assert [(r["bearer"], r["oauth_beta"]) for r in result["requests"]] == [(TOKEN_A, True)]
+    sent = [(r["prompt"], r["bearer"], r["oauth_beta"]) for r in result["requests"]]
+    assert sent[0] == ("hello before the token", TOKEN_A, True)
+    assert {bearer for _, bearer, _ in sent} == {TOKEN_A}, "the placeholder went out"
+    # The real CLI refuses bypassPermissions unless launched to allow it: reported, not pretended.
+    assert "refused" in result["refusal"] and result["mode_in_force"] == "normal"
+    # A failed request is retried, and the client hears why and when.
+    [retry] = result["retries"]
+    assert (retry["attempt"], retry["errorStatus"]) == (1, 529)
+    assert retry["retryAt"] > result["retry_sent_after"]
+    assert result["retried_outcome"] == ["ok", False]
 
 
 # ------------------------------------------------- scenarios (in the namespace)
@@ -276,9 +289,7 @@ def _observed(api: FakeMessagesApi) -> dict[str, Any]:
     }
 
 
-def _runner(
-    work: Path, api: FakeMessagesApi, token: str | None, wait_for_token: bool = False
-) -> RunnerHarness:
+def _runner(work: Path, api: FakeMessagesApi, token: str | None, token_wait: float = 0.0) -> RunnerHarness:
     from agent.sdk_runner import SdkRunner, SdkRunnerConfig
 
     workspace = work / "workspace"
@@ -290,7 +301,7 @@ def _runner(
         close_timeout=10.0,
         env={"ANTHROPIC_BASE_URL": api.url},
         claude_config_dir=str(work / "claude"),
-        wait_for_token=wait_for_token,
+        token_wait=token_wait,
     )
     return RunnerHarness(SdkRunner(config, Secret(token) if token else None), close_bound=30.0)
 
@@ -395,7 +406,7 @@ def scenario_token(work: Path) -> dict[str, Any]:
             conn.wait_for("ready", timeout=30)
             conn.send(UserMessage(content="first turn"))
             conn.wait_count("result", 1, timeout=TURN_TIMEOUT)
-            process = agent._runner._process  # type: ignore[attr-defined]
+            process = agent._runner._cli.process  # type: ignore[attr-defined]
             cli_env = dict(
                 item.split("=", 1)
                 for item in Path(f"/proc/{process.pid}/environ").read_text().split("\0")
@@ -450,16 +461,30 @@ def scenario_token(work: Path) -> dict[str, Any]:
 
 
 async def scenario_late_token(work: Path) -> dict[str, Any]:
+    from transport.protocol import AgentError, ApiRetry
+
     with FakeMessagesApi() as api:
-        async with _runner(work, api, None, wait_for_token=True) as h:
+        async with _runner(work, api, None, token_wait=TURN_TIMEOUT) as h:
+            await asyncio.wait_for(h.runner.wait_ready(), TURN_TIMEOUT)
+            started_early = h.runner._cli is not None
             item = h.send("hello before the token")
-            await asyncio.sleep(0)  # one loop step: the runner is parked on the token
-            started_early = h.runner._client is not None
+            await h.frame(StatusUpdate, timeout=10)
             await h.runner.update_token(Secret(TOKEN_A))
             outcome = await h.turn(item, TURN_TIMEOUT)
+            await h.runner.set_permission_mode("dangerous")
+            refusal = await h.frame(AgentError, timeout=30)
+            api.script("overloaded once", Reply.say("ok"))
+            api.fail_next("overloaded once", Reply.fail(529, "overloaded_error", "Overloaded"))
+            sent_after = time.time()
+            retried = await h.turn(h.send("overloaded once"), TURN_TIMEOUT)
         return {
             "cli_started_before_the_token": started_early,
             "outcome": [outcome.result, outcome.is_error],
+            "refusal": refusal.message,
+            "mode_in_force": h.runner._mode,
+            "retries": [json.loads(encode(f)) for f in h.host.of(ApiRetry)],
+            "retry_sent_after": sent_after,
+            "retried_outcome": [retried.result, retried.is_error],
             **_observed(api),
         }
 

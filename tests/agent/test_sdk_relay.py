@@ -16,12 +16,12 @@ from claude_agent_sdk import (
 
 from agent.sdk_permissions import question_items
 from agent.sdk_relay import MAX_TOOL_RESULT_CHARS, Relay
-from transport.protocol import AgentToServer, Result, SdkMessage, SessionInfoUpdate, Stream
+from transport.protocol import AgentToServer, RateLimit, Result, SdkMessage, SessionInfoUpdate, Stream
 
 
 def relay() -> tuple[Relay, list[AgentToServer]]:
     frames: list[AgentToServer] = []
-    return Relay(frames.append), frames
+    return Relay(frames.append, None, "normal"), frames
 
 
 def event(payload: dict[str, Any]) -> StreamEvent:
@@ -49,7 +49,7 @@ def test_a_huge_tool_result_is_cut_to_a_size_the_server_accepts():
     assert frame.message.content.endswith(f"[{MAX_TOOL_RESULT_CHARS * 2} more characters not shown]")
 
 
-def test_session_info_is_reported_only_when_the_model_or_mode_changes():
+def test_session_info_is_reported_only_on_a_change_and_always_with_both_model_and_mode():
     r, frames = relay()
     init = {"model": "m1", "permissionMode": "default"}
     r.handle(SystemMessage(subtype="init", data=init))
@@ -57,8 +57,17 @@ def test_session_info_is_reported_only_when_the_model_or_mode_changes():
     r.handle(SystemMessage(subtype="status", data={"permissionMode": "plan"}))
     assert frames == [
         SessionInfoUpdate(model="m1", permission_mode="normal"),
-        SessionInfoUpdate(permission_mode="plan"),
+        SessionInfoUpdate(model="m1", permission_mode="plan"),
     ]
+
+
+def test_a_rate_limit_event_is_relayed_with_its_status_and_reset_time():
+    from claude_agent_sdk import RateLimitEvent, RateLimitInfo
+
+    r, frames = relay()
+    info = RateLimitInfo(status="rejected", resets_at=1_900_000_000, rate_limit_type="five_hour")
+    r.handle(RateLimitEvent(rate_limit_info=info, uuid="u", session_id="s"))
+    assert frames == [RateLimit(status="rejected", resets_at=1_900_000_000.0, limit_type="five_hour")]
 
 
 def test_an_aborted_turn_reports_interrupted_and_other_errors_their_text():

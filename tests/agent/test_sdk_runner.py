@@ -477,7 +477,8 @@ def test_every_session_info_update_carries_both_the_model_and_the_mode(cli):
 
 
 def test_an_api_retry_notice_reaches_the_server_with_its_reason_and_next_attempt(cli):
-    retry = {"attempt": 2, "max_retries": 10, "retry_delay_ms": 4000, "error_status": 529, "error": "overloaded"}
+    retry: dict[str, Any] = {"attempt": 2, "max_retries": 10, "retry_delay_ms": 4000}
+    retry.update({"error_status": 529, "error": "overloaded"})
 
     async def scenario():
         async with cli.harness({"busy": [{"retry": retry}, {"say": "made it"}]}, token=TOKEN) as h:
