@@ -108,6 +108,18 @@ class BerthConfig:
     manager_max_pause: float = 86400.0
     #: Deleting or terminating a manager leaves its children running (else it ends them).
     manager_orphans_children: bool = False
+    #: The Messages API Claude Code in a session talks to (ANTHROPIC_BASE_URL); None: Anthropic's.
+    claude_api_base_url: str | None = None
+    #: Keep Claude Code from calling anything but the Messages API (no telemetry,
+    #: error reports, auto-update or other non-essential traffic).
+    claude_no_nonessential_traffic: bool = False
+    #: How long a prompt to a session without a Claude token waits for one before it fails.
+    claude_token_wait: float = 5.0
+    #: Stop the Claude Code CLI of a session idle this long (0 = never); the next
+    #: prompt resumes the same conversation.
+    claude_park_after: float = 0.0
+    #: Start Claude Code so that a session can be switched to ``dangerous`` later.
+    claude_allow_dangerous: bool = True
 
     def __post_init__(self) -> None:
         if self.max_sessions < 0:
@@ -134,6 +146,8 @@ class BerthConfig:
             "manager_child_stale",
             "manager_activity_interval",
             "manager_max_pause",
+            "claude_token_wait",
+            "claude_park_after",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")

@@ -25,6 +25,7 @@ from typing import Any
 
 import pykka
 
+from actors.claude_code import claude_code_env
 from actors.config import BerthConfig
 from actors.messages import (
     ActorRef,
@@ -219,6 +220,7 @@ class ContainerActor(pykka.ThreadingActor):
             "BERTH_SECRETS_DIR": SECRETS_MOUNT,
             "BERTH_RUNNER": self._config.agent_runner,
             "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
+            **claude_code_env(self._config),
             **dict(self._config.container_env),
             **msg.env,
             **dict(own.env if own else ()),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -89,7 +90,8 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
             claude_config_dir=str(config.credentials_path.parent),
             token_wait=config.token_wait,
             park_after=config.park_after,
-            allow_dangerous=config.allow_dangerous,
+            # Claude Code refuses to start with bypassing allowed as root.
+            allow_dangerous=config.allow_dangerous and os.geteuid() != 0,
         )
         if api is not None:  # a manager: its tools as an in-process MCP server
             sdk_config = replace(

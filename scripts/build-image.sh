@@ -8,8 +8,12 @@
 # 2. `pip wheel` the repo (Berth and all its dependencies) on the host into
 #    scripts/session-image/wheels/, so the image build needs no index.
 # 3. `docker build` with the classic builder on the host network (the daemon
-#    runs with --bridge=none), then check that the image's Python starts and
-#    imports Berth's packages.
+#    runs with --bridge=none), two stages so that the wheelhouse stays out of
+#    the image; then check that the image's Python starts and imports Berth's
+#    packages.
+# 4. Remove only what this build made obsolete: its own install stage
+#    (labelled with this build's id) and the image this tag pointed at before,
+#    if nothing else uses it. Other images on the engine are left alone.
 #
 # Environment:
 #   BERTH_IMAGE            image to build      (default berth-session:latest)
@@ -102,19 +106,31 @@ say "wheelhouse: $nwheels wheels in $(since "$t0")s"
 # --- 3. image ----------------------------------------------------------------
 t0=$(now)
 log=$(mktemp /tmp/berth-build-image.XXXXXX.log)
+build_id=$(date +%s)-$$-$RANDOM
+old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+drop_stage() {
+    docker image prune --force --filter "label=berth.build-stage=$build_id" >/dev/null 2>&1 || true
+}
 if ! DOCKER_BUILDKIT=0 docker build --network=host --force-rm \
     --build-arg BASE="$BASE" \
     --build-arg BERTH_REQUIREMENT="$REQUIREMENT" \
     --build-arg BERTH_SOURCE_HASH="$hash" \
+    --build-arg BERTH_BUILD_ID="$build_id" \
     --tag "$IMAGE" "$CTX" >"$log" 2>&1; then
     say "docker build failed; last lines of $log:"
     tail -n 40 "$log" >&2
+    drop_stage
     exit 1
 fi
 rm -f "$log"
+rm -rf "$CTX/wheels"
 t_build=$(since "$t0")
-# The previous build of this image is now untagged: drop it unless in use.
-docker image prune --force --filter label=berth.source-hash >/dev/null 2>&1 || true
+drop_stage
+# The image this tag pointed at before is now untagged: drop it unless in use.
+new_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+if [[ -n $old_id && $old_id != "$new_id" ]]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
+fi
 
 # Smoke test: Python starts and Berth's packages (those that exist) import.
 importable=()

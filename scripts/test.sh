@@ -47,10 +47,12 @@ check() {
     fi
 }
 
-# The real-CLI tests run the Claude CLI in a loopback-only network namespace (unshare + ip).
+# The real-CLI tests run the Claude CLI in a loopback-only network namespace
+# (unshare + ip; nsenter to join a container's).
 need_apt=()
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v git >/dev/null || need_apt+=(git)
 # The web page is tested in Debian's Chromium, driven by Playwright (which downloads no browser).
 command -v chromium >/dev/null || need_apt+=(chromium)
@@ -61,6 +63,8 @@ setup "pip install" python3 -m pip install --quiet -e '.[test]'
 setup "docker engine" bash scripts/docker-up.sh
 setup "base image" bash scripts/build-base-image.sh
 setup "session image" bash scripts/build-image.sh
+# Claude Code (the SDK runner and its bundled CLI) under its own tag, for the real-CLI container tests.
+setup "sdk image" env BERTH_IMAGE=berth-session-sdk:latest BERTH_IMAGE_EXTRAS=sdk bash scripts/build-image.sh
 
 export BERTH_REQUIRE_DOCKER=1
 
