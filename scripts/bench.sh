@@ -3,7 +3,7 @@
 #
 #   bash scripts/bench.sh                      the full suite (~7 min): bench-results/ and BENCHMARKS.md
 #   bash scripts/bench.sh --quick              fewer repeats (~3 min); BENCHMARKS.md untouched
-#   bash scripts/bench.sh --only turn,relay    a subset of: cold,warm,turn,relay,idle,concurrent,sessions
+#   bash scripts/bench.sh --only turn,relay    a subset of: cold,warm,turn,relay,idle,concurrent,sessions,claude
 #   bash scripts/bench.sh --skip idle --no-profile
 #
 # Like scripts/test.sh it first makes sure Berth is installed, a Docker engine
@@ -40,6 +40,8 @@ needs_docker=$("$PY" -m scripts.bench --needs-docker "$@")
 if [[ $needs_docker == yes ]]; then
     bash scripts/docker-up.sh
     bash scripts/build-image.sh
+    # The Claude Code benchmark's image (skips itself when up to date).
+    BERTH_IMAGE=berth-session-sdk:latest BERTH_IMAGE_EXTRAS=sdk bash scripts/build-image.sh
 fi
 
 # 1,000 idle sessions need a few thousand descriptors in the server and the load process.

@@ -35,8 +35,8 @@ from typing import Any
 from scripts.bench import report
 from scripts.bench.common import REPO, Context, kill_all_children, raise_fd_limit
 
-ORDER = ["cold", "warm", "turn", "relay", "idle", "concurrent", "sessions"]
-DOCKER = {"cold", "warm", "concurrent"}
+ORDER = ["cold", "warm", "turn", "relay", "idle", "concurrent", "sessions", "claude"]
+DOCKER = {"cold", "warm", "concurrent", "claude"}
 #: A benchmark that runs longer than this is stopped (all its waits are bounded anyway).
 WATCHDOG_S = {
     "cold": 900,
@@ -46,6 +46,7 @@ WATCHDOG_S = {
     "idle": 1200,
     "concurrent": 1200,
     "sessions": 600,
+    "claude": 1800,
 }
 
 

@@ -1,0 +1,347 @@
+"""The Claude Code benchmark's measuring side, run inside a loopback-only namespace.
+
+``b_claude`` starts a ``--network none`` holder container and runs this
+module in its network namespace (``nsenter --net``), so the fake Messages
+API, the Berth servers, the session containers (which join the holder's
+namespace) and the floor's CLI all share loopback and nothing else. Prints
+one ``RESULT <json>`` line with every sample.
+
+Floor: the same bundled Claude Code CLI driven directly by
+``ClaudeSDKClient`` on the host, with the runner's options, against the same
+fake API: its start-up + first token (cold) and, on a connected CLI, prompt →
+first token and prompt → result (warm turns). Berth: sessions of the SDK
+image through a real server (REST create, client WebSocket), cold, claimed
+from a warm pool, warm turns, and a session whose CLI is parked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+API_TOKEN = "bench-claude-api-token-0123456789"
+TOKEN = "sk-ant-oat01-bench-claude-token-AAAAAAAA"
+IMAGE = os.environ.get("BERTH_BENCH_SDK_IMAGE", "berth-session-sdk:latest")
+QUIET = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+}
+TIMEOUT = 180.0
+
+
+# ---------------------------------------------------------------- the floor
+
+
+async def _floor(api_url: str, work: Path, repeats: int, turns: int) -> dict[str, Any]:
+    from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage, StreamEvent
+
+    from agent.credentials import write_access_token
+
+    home, workspace, config_dir = work / "floor-home", work / "floor-ws", work / "floor-claude"
+    for d in (home, workspace, config_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    write_access_token(config_dir / ".credentials.json", TOKEN, None)
+    os.environ["HOME"] = str(home)
+
+    async def allow(*_: Any) -> Any:
+        from claude_agent_sdk import PermissionResultAllow
+
+        return PermissionResultAllow()
+
+    options = ClaudeAgentOptions(
+        cwd=str(workspace),
+        include_partial_messages=True,
+        can_use_tool=allow,
+        permission_mode="default",
+        env={"ANTHROPIC_BASE_URL": api_url, "CLAUDE_CONFIG_DIR": str(config_dir), **QUIET},
+        system_prompt={"type": "preset", "preset": "claude_code", "append": "You are benchmarked."},
+        setting_sources=["user", "project"],
+    )
+    client = ClaudeSDKClient(options)
+    messages = None
+
+    async def turn(prompt: str) -> tuple[float, float]:
+        started = time.perf_counter()
+        await client.query(prompt)
+        first = None
+        assert messages is not None
+        async for message in messages:
+            delta = isinstance(message, StreamEvent) and message.event.get("type") == "content_block_delta"
+            if first is None and delta:
+                first = time.perf_counter() - started
+            if isinstance(message, ResultMessage):
+                break
+        return first or float("nan"), time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    await client.connect()
+    connected = time.perf_counter() - t0
+    messages = client.receive_messages().__aiter__()
+    first, _ = await turn("floor cold")
+    out: dict[str, Any] = {"cold_connect_s": [connected], "cold_first_token_s": [connected + first]}
+    samples = [await turn(f"floor warm {i}") for i in range(turns)]
+    out["warm_first_token_s"] = [s[0] for s in samples]
+    out["warm_round_trip_s"] = [s[1] for s in samples]
+    await client.disconnect()
+    # More fresh CLIs: cold start + first token, and the first prompt of a CLI
+    # that was started and left idle first (what a warm-pool claim gets).
+    out["started_first_token_s"] = []
+    for i in range(repeats):
+        client = ClaudeSDKClient(options)
+        t0 = time.perf_counter()
+        await client.connect()
+        connected = time.perf_counter() - t0
+        messages = client.receive_messages().__aiter__()
+        if i % 2:
+            await asyncio.sleep(1.0)
+            out["started_first_token_s"].append((await turn(f"floor started {i}"))[0])
+        else:
+            out["cold_connect_s"].append(connected)
+            out["cold_first_token_s"].append(connected + (await turn(f"floor cold {i}"))[0])
+        await client.disconnect()
+    return out
+
+
+# ---------------------------------------------------------------- Berth
+
+
+class _Client:
+    def __init__(self, running: Any) -> None:
+        from tests.ws_client import WsPeer
+
+        self.running = running
+        self.ws = WsPeer(f"{running.server.ws_url}/ws", [f"Authorization: Bearer {API_TOKEN}"], timeout=30)
+
+    def create(self) -> str:
+        from tests.rest_client import rest_call
+
+        code, body = rest_call(
+            self.running.server.http_url, API_TOKEN, "POST", "/api/sessions", {"name": "b"}
+        )
+        assert code == 201, body
+        sid = str(body["session"]["id"])
+        self.ws.send({"type": "subscribe", "sessionId": sid})
+        return sid
+
+    def wait_idle(self, sid: str) -> float:
+        def idle(f: dict[str, Any]) -> bool:
+            session = f.get("session") or {}
+            return f["type"] in ("session_update", "snapshot") and session.get("status") in ("idle", "error")
+
+        frame, _ = self.ws.recv_until(lambda f: f.get("sessionId") == sid and idle(f), timeout=TIMEOUT)
+        assert frame["session"]["status"] == "idle", frame
+        return time.perf_counter()
+
+    def turn(self, sid: str, prompt: str) -> tuple[float, float, float]:
+        """(sent at, first token at, result at), perf_counter seconds."""
+        sent = time.perf_counter()
+        self.ws.send({"type": "send_prompt", "sessionId": sid, "content": prompt})
+        first = None
+        while True:
+            frame = self.ws.recv(timeout=TIMEOUT)
+            if frame.get("sessionId") != sid:
+                continue
+            if frame["type"] == "stream" and first is None:
+                first = time.perf_counter()
+            if frame["type"] == "result":
+                assert not frame["isError"], frame
+                return sent, first or float("nan"), time.perf_counter()
+
+
+def _agent_log(container: Any, pattern: str) -> float | None:
+    match = re.findall(pattern, container.logs().decode(errors="replace"))
+    return float(match[-1]) if match else None
+
+
+def _session_container(docker_client: Any, sid: str, pooled: set[str]) -> Any:
+    for c in docker_client.containers.list():
+        if c.labels.get("berth.session") == sid:
+            return c
+        if c.id in pooled:
+            assignment = c.exec_run(["cat", "/home/berth/.berth/assignment.json"]).output.decode()
+            if f'"sessionId":"{sid}"' in assignment:
+                return c
+    return None
+
+
+def _memory_mib(container: Any) -> float:
+    """The container's anonymous memory (what its processes hold, page cache left out)."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory.stat", "anon"),
+        ("/sys/fs/cgroup/memory/memory.stat", "total_rss"),
+    ):
+        out = container.exec_run(["cat", path])
+        if out.exit_code == 0:
+            for line in out.output.decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key and value.strip().isdigit():
+                    return int(value) / 2**20
+    return float("nan")
+
+
+def _cli_running(container: Any) -> bool:
+    probe = (
+        "import os, sys\n"
+        "cmds = [open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit()]\n"
+        "sys.exit(0 if any(c.split(b'\\0')[0].endswith(b'/claude') for c in cmds) else 1)\n"
+    )
+    return container.exec_run(["python3", "-c", probe]).exit_code == 0
+
+
+def _berth(config: Any, docker_client: Any, runtime: Any, repeats: int, turns: int) -> dict[str, Any]:
+    from actors.secret import Secret
+    from tests.waiting import wait_until
+    from transport.serve import start_server
+    from transport.settings import ServerSettings
+
+    out: dict[str, Any] = {"cold": [], "warm_pool": [], "warm_first_token_s": [], "warm_round_trip_s": []}
+    running = start_server(config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=runtime)
+    try:
+        c = _Client(running)
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            sid = c.create()
+            sent, first, _ = c.turn(sid, f"cold {i}")  # queued until the session is idle
+            container = _session_container(docker_client, sid, set())
+            created, started = _container_times(container)
+            out["cold"].append(
+                {
+                    "first_token_s": first - t0,
+                    "container_started_s": started - created if created and started else None,
+                    "cli_start_s": _agent_log(container, r"Claude Code started in ([0-9.]+) s"),
+                    "create_s": sent - t0,
+                }
+            )
+            if i == 0:
+                for j in range(turns):
+                    s, f, r = c.turn(sid, f"warm {j}")
+                    out["warm_first_token_s"].append(f - s)
+                    out["warm_round_trip_s"].append(r - s)
+                out["idle_mib_running"] = _memory_mib(container)
+            rest_delete(running, sid)
+    finally:
+        running.stop()
+
+    running = start_server(
+        replace(config, warm_pool_size=1, max_sessions=2),
+        ServerSettings(port=0),
+        api_token=Secret(API_TOKEN),
+        runtime=runtime,
+    )
+    try:
+        c = _Client(running)
+        for i in range(repeats):
+            wait_until(
+                lambda: running.berth.pool_status()["ready"] == 1, TIMEOUT, "a warm pooled Claude Code"
+            )
+            t0 = time.perf_counter()
+            sid = c.create()
+            ready = c.wait_idle(sid)
+            sent, first, result = c.turn(sid, f"pooled {i}")
+            out["warm_pool"].append(
+                {"create_to_idle_s": ready - t0, "first_token_s": first - sent, "round_trip_s": result - sent}
+            )
+            rest_delete(running, sid)
+    finally:
+        running.stop()
+
+    running = start_server(
+        replace(config, claude_park_after=1.0),
+        ServerSettings(port=0),
+        api_token=Secret(API_TOKEN),
+        runtime=runtime,
+    )
+    try:
+        c = _Client(running)
+        sid = c.create()
+        c.turn(sid, "before parking")
+        container = _session_container(docker_client, sid, set())
+        resumes = []
+        for i in range(max(1, repeats)):
+            wait_until(lambda: not _cli_running(container), 60, "the CLI to be parked")
+            out.setdefault("idle_mib_parked", _memory_mib(container))
+            s, f, r = c.turn(sid, f"after parking {i}")
+            resumes.append({"first_token_s": f - s, "round_trip_s": r - s})
+        out["resume"] = resumes
+        out["resume_cli_s"] = _agent_log(container, r"Claude Code resumed its conversation in ([0-9.]+) s")
+        rest_delete(running, sid)
+    finally:
+        running.stop()
+    return out
+
+
+def rest_delete(running: Any, sid: str) -> None:
+    from tests.rest_client import rest_call
+
+    rest_call(running.server.http_url, API_TOKEN, "DELETE", f"/api/sessions/{sid}")
+
+
+def _container_times(container: Any) -> tuple[float | None, float | None]:
+    from datetime import datetime
+
+    def parse(text: str) -> float | None:
+        if not text or text.startswith("0001"):
+            return None
+        text = re.sub(r"(\.\d{6})\d*", r"\1", text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text).timestamp()
+
+    container.reload()
+    return parse(container.attrs["Created"]), parse(container.attrs["State"]["StartedAt"])
+
+
+def main(argv: list[str]) -> int:
+    import logging
+
+    import docker
+
+    from actors.config import BerthConfig
+    from actors.docker_runtime import DockerRuntime
+    from tests.fake_messages_api import FakeMessagesApi
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    holder, work, repeats, turns = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
+    claude_dir = work / ".claude"
+    claude_dir.mkdir(parents=True, exist_ok=True)
+    far = int((time.time() + 86400) * 1000)
+    login = {"claudeAiOauth": {"accessToken": TOKEN, "refreshToken": "r", "expiresAt": far}}
+    (claude_dir / ".credentials.json").write_text(json.dumps(login))
+    os.chmod(claude_dir / ".credentials.json", 0o600)
+    result: dict[str, Any] = {}
+    try:
+        with FakeMessagesApi() as api:
+            result["floor"] = asyncio.run(_floor(api.url, work, 2 * repeats, turns))
+            runtime = DockerRuntime(docker.from_env(timeout=120))
+            config = BerthConfig(
+                instance_id=f"benchcc{os.getpid()}",
+                image=IMAGE,
+                state_dir=work / "state",
+                claude_dir=claude_dir,
+                claude_dir_root=work,
+                container_network=f"container:{holder}",
+                container_memory=None,
+                agent_runner="sdk",
+                startup_timeout=TIMEOUT,
+                claude_api_base_url=api.url,
+                claude_no_nonessential_traffic=True,
+                container_env=(("CLAUDE_CODE_STREAM_CLOSE_TIMEOUT", "120000"),),
+            )
+            result["berth"] = _berth(config, runtime.client, runtime, repeats, turns)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
