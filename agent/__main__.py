@@ -56,6 +56,7 @@ def run_worker() -> int:
         if pooled is None:
             if warm is not None:
                 warm.close()
+                return 1 if warm.died else 0
             return 0
         env = pooled
     try:
@@ -93,7 +94,7 @@ def _pooled_env(env: dict[str, str], warm: WarmRunner | None = None) -> dict[str
             return wait_for_assignment(server_url, slot, token, stop)
 
         try:
-            assignment = warm.wait(wait) if warm is not None else wait()
+            assignment = warm.wait(wait, stop) if warm is not None else wait()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

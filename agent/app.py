@@ -92,6 +92,7 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
             park_after=config.park_after,
             # Claude Code refuses to start with bypassing allowed as root.
             allow_dangerous=config.allow_dangerous and os.geteuid() != 0,
+            tool_env_file=str(config.credentials_path.parent.parent / ".berth" / "tool-env.sh"),
         )
         if api is not None:  # a manager: its tools as an in-process MCP server
             sdk_config = replace(

@@ -19,7 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
@@ -132,8 +132,9 @@ class WarmRunner:
     started and connected first and the pool slot offered only then. What
     only the session knows arrives at claim time, late enough for the CLI:
     the token goes into the credentials file (the CLI re-reads it before each
-    request; until then it holds a placeholder), and the permission mode and
-    model are switched over the control protocol. A session with a repository
+    request; until then it holds a placeholder), a GitHub token into the file
+    the CLI sources before each Bash command (``CLAUDE_ENV_FILE``), and the
+    permission mode and model are switched over the control protocol. A session with a repository
     does not take it: the CLI reads the workspace (git state, CLAUDE.md,
     project settings) when it starts, so it is started after the clone.
     """
@@ -149,6 +150,7 @@ class WarmRunner:
         runner = make_runner(config, token=None)
         assert isinstance(runner, SdkRunner)
         self.runner = runner
+        self.died = False
 
     def start(self) -> bool:
         """Start the CLI; False (logged) if it cannot start."""
@@ -159,9 +161,26 @@ class WarmRunner:
             return False
         return True
 
-    def wait(self, assignment: Callable[[], Assign | None]) -> Assign | None:
-        """Run the blocking wait for an assignment while the runner's loop runs."""
-        return self.loop.run_until_complete(asyncio.to_thread(assignment))
+    def wait(self, assignment: Callable[[], Assign | None], stop: threading.Event) -> Assign | None:
+        """Run the blocking wait for an assignment while the runner's loop runs.
+
+        If the CLI dies meanwhile the wait is stopped (``died`` is set): a slot
+        must not be claimed for a CLI that is gone.
+        """
+
+        async def waiting() -> Assign | None:
+            task = asyncio.ensure_future(asyncio.to_thread(assignment))
+            ended = self.runner.cli_ended()
+            waits: set[asyncio.Future[Any]] = {task} if ended is None else {task, ended}
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                log.error("the warm Claude Code exited while waiting for a session")
+                self.died = True
+                stop.set()
+            result = await task  # returns soon after ``stop``
+            return None if self.died else result
+
+        return self.loop.run_until_complete(waiting())
 
     def fits(self, config: AgentConfig) -> bool:
         return config.runner == "sdk" and not config.repo_url
@@ -174,6 +193,9 @@ class WarmRunner:
             token = config.oauth_token()
             if token is not None:
                 await runner.update_token(token)
+            github = config.github_token()
+            if github is not None:  # a cold session has these in the CLI's environment
+                runner.set_tool_env({"GH_TOKEN": github, "GITHUB_TOKEN": github})
             if config.permission_mode != "normal":
                 await runner.set_permission_mode(config.permission_mode)
             if config.model:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -96,6 +98,9 @@ class SdkRunnerConfig:
     park_after: float = 0.0
     #: Start the CLI so that it may be switched to bypassPermissions later.
     allow_dangerous: bool = False
+    #: A shell file the CLI sources before each Bash command (``CLAUDE_ENV_FILE``):
+    #: how a CLI started before its session gets the session's tool environment.
+    tool_env_file: str | None = None
 
 
 @dataclass
@@ -140,6 +145,10 @@ class SdkRunner:
     async def start(self) -> None:
         """Start the CLI now (idempotent); returns once it can take a prompt."""
         await self._live_cli()
+
+    def cli_ended(self) -> asyncio.Future[None] | None:
+        """Settles when the running CLI's stream ends (None: no CLI running)."""
+        return self._cli.ended if self._cli is not None else None
 
     async def wait_ready(self) -> None:
         """Returns once a prompt would be taken at once (raises if the runner ended first)."""
@@ -344,6 +353,8 @@ class SdkRunner:
     def _cli_env(self) -> dict[str, str]:
         """What the runner adds to the environment the CLI inherits."""
         env = dict(self._config.env)
+        if self._config.tool_env_file:
+            env["CLAUDE_ENV_FILE"] = self._config.tool_env_file
         if self._config.claude_config_dir:
             env["CLAUDE_CONFIG_DIR"] = self._config.claude_config_dir
         # An OAuth token in the CLI's environment would beat the credentials
@@ -498,6 +509,23 @@ class SdkRunner:
         self._mode = mode
         self._relay.note(self._model, mode)
         self._emit(self._info())
+
+    def set_tool_env(self, env: Mapping[str, Secret]) -> None:
+        """Environment for the model's Bash commands from the next one on (private file)."""
+        if not self._config.tool_env_file:
+            raise RunnerFailed("this runner has no tool environment file")
+        path = Path(self._config.tool_env_file)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        text = "".join(f"export {name}={shlex.quote(value.reveal())}\n" for name, value in env.items())
+        fd, tmp = tempfile.mkstemp(prefix=".tool-env.", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     async def update_token(self, token: Secret) -> None:
         """Rewrite the credentials file: the running CLI uses ``token`` from its next request."""

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 API_TOKEN = "claude-code-containers-api-token-0123"
 TOKEN_A = "sk-ant-oat01-container-token-AAAAAAAAAAAA"
 TOKEN_B = "sk-ant-oat01-container-token-BBBBBBBBBBBB"
+GITHUB_TOKEN = "ghp_containertestgithubtoken0123456789"
 STREAMED = "Hello from the fake Messages API, through a container"
 CHILD_TIMEOUT = 420.0
 TURN = 120.0  # the first turn may include the CLI's start-up on a loaded machine
@@ -128,13 +129,14 @@ def test_a_token_refreshed_on_the_host_is_what_the_api_sees_next(run):
     assert run["cold"]["after_push"] == {"bearer": TOKEN_B, "oauth_beta": True}
 
 
-def test_a_warm_pool_session_gets_a_running_claude_code_and_its_own_token(run):
+def test_a_warm_pool_session_gets_a_running_claude_code_with_its_token_mode_and_github_token(run):
     warm = run["warm"]
     assert warm["from_the_pool"] is True
     assert warm["cli_started_before_the_session"] is True
     assert warm["result"] == {"isError": False, "result": "You said: warm hello"}
     assert warm["first_request"] == {"bearer": TOKEN_B, "oauth_beta": True}
-    assert warm["permission_mode"] == "plan"
+    assert warm["permission_mode"] == "auto_edits"
+    assert warm["tool_github_token"] == GITHUB_TOKEN
 
 
 # ----------------------------------------------- the scenario (in the namespace)
@@ -306,24 +308,37 @@ def _serves(container: Any, sid: str) -> bool:
 
 def _warm(running: Any, docker_client: Any, api: Any) -> dict[str, Any]:
     from actors.runtime import LABEL_SESSION
+    from tests.fake_messages_api import Reply
     from tests.waiting import wait_until
 
     wait_until(lambda: running.berth.pool_status()["ready"] == 1, TURN, "a warm pooled Claude Code")
     pooled = {c["Id"] for c in docker_client.api.containers(filters={"label": LABEL_SESSION})}
     created_at = time.time()
-    sid = _create(running, runner="sdk", permissionMode="plan")
+    sid = _create(running, runner="sdk", permissionMode="auto_edits")
     s = _Session(running, sid)
     s.wait_status("idle", "error", timeout=TURN)
     claimed = [c for c in docker_client.containers.list() if c.id in pooled and _serves(c, sid)]
     started = _cli_started_at(claimed[0]) if claimed else None
     result, _ = s.prompt("warm hello")
-    info = s.info()
+    mode = s.info().get("permissionMode")  # as the CLI reported it on that turn
+    # The GitHub token reaches the model's tools though the CLI started without it.
+    api.script(
+        "save the github token",
+        Reply.use("Bash", {"command": "printenv GH_TOKEN > gh.txt", "description": "Save it"}),
+        Reply.say("Saved."),
+    )
+    s.ws.send({"type": "send_prompt", "sessionId": sid, "content": "save the github token"})
+    asked = s.ws.recv_until(lambda f: f["type"] == "approval_request", timeout=TURN)[0]["approval"]
+    s.ws.send({"type": "approve_tool", "sessionId": sid, "approvalId": asked["id"], "allow": True})
+    s.ws.recv_until(lambda f: f["type"] == "result", timeout=TURN)
+    gh = claimed[0].exec_run(["cat", "/workspace/gh.txt"]).output.decode().strip() if claimed else None
     return {
         "from_the_pool": len(claimed) == 1,
         "cli_started_before_the_session": started is not None and started < created_at,
         "result": {"isError": result["isError"], "result": result.get("result")},
         "first_request": _request(api, "warm hello"),
-        "permission_mode": info.get("permissionMode"),
+        "permission_mode": mode,
+        "tool_github_token": gh,
     }
 
 
@@ -358,7 +373,10 @@ def scenario(holder: str, work: Path) -> dict[str, Any]:
             claude_no_nonessential_traffic=True,
             container_env=(("CLAUDE_CODE_STREAM_CLOSE_TIMEOUT", "120000"),),
         )
-        for name, overrides in (("cold", {}), ("warm", {"warm_pool_size": 1, "max_sessions": 2})):
+        for name, overrides in (
+            ("cold", {}),
+            ("warm", {"warm_pool_size": 1, "max_sessions": 2, "github_token": Secret(GITHUB_TOKEN)}),
+        ):
             running = start_server(
                 replace(config, **overrides),  # type: ignore[arg-type]
                 ServerSettings(port=0),

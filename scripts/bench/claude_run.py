@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from dataclasses import replace
@@ -42,39 +43,52 @@ TIMEOUT = 180.0
 # ---------------------------------------------------------------- the floor
 
 
-async def _floor(api_url: str, work: Path, repeats: int, turns: int) -> dict[str, Any]:
-    from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage, StreamEvent
+class Floor:
+    """The bundled CLI driven directly by ``ClaudeSDKClient``, on a loop of its own
+    thread, so that its runs interleave with Berth's and drift hits both alike."""
 
-    from agent.credentials import write_access_token
+    def __init__(self, api_url: str, work: Path) -> None:
+        from claude_agent_sdk import ClaudeAgentOptions
 
-    home, workspace, config_dir = work / "floor-home", work / "floor-ws", work / "floor-claude"
-    for d in (home, workspace, config_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    write_access_token(config_dir / ".credentials.json", TOKEN, None)
-    os.environ["HOME"] = str(home)
+        from agent.credentials import write_access_token
 
-    async def allow(*_: Any) -> Any:
-        from claude_agent_sdk import PermissionResultAllow
+        home, workspace, config_dir = work / "floor-home", work / "floor-ws", work / "floor-claude"
+        for d in (home, workspace, config_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        write_access_token(config_dir / ".credentials.json", TOKEN, None)
+        os.environ["HOME"] = str(home)
+        self.options = ClaudeAgentOptions(
+            cwd=str(workspace),
+            include_partial_messages=True,
+            can_use_tool=_allow,
+            permission_mode="default",
+            env={"ANTHROPIC_BASE_URL": api_url, "CLAUDE_CONFIG_DIR": str(config_dir), **QUIET},
+            system_prompt={"type": "preset", "preset": "claude_code", "append": "You are benchmarked."},
+            setting_sources=["user", "project"],
+        )
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="floor", daemon=True).start()
+        self.warm = self._call(self._open())
 
-        return PermissionResultAllow()
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
 
-    options = ClaudeAgentOptions(
-        cwd=str(workspace),
-        include_partial_messages=True,
-        can_use_tool=allow,
-        permission_mode="default",
-        env={"ANTHROPIC_BASE_URL": api_url, "CLAUDE_CONFIG_DIR": str(config_dir), **QUIET},
-        system_prompt={"type": "preset", "preset": "claude_code", "append": "You are benchmarked."},
-        setting_sources=["user", "project"],
-    )
-    client = ClaudeSDKClient(options)
-    messages = None
+    async def _open(self) -> tuple[Any, Any, float]:
+        from claude_agent_sdk import ClaudeSDKClient
 
-    async def turn(prompt: str) -> tuple[float, float]:
+        client = ClaudeSDKClient(self.options)
+        t0 = time.perf_counter()
+        await client.connect()
+        return client, client.receive_messages().__aiter__(), time.perf_counter() - t0
+
+    @staticmethod
+    async def _turn(conn: tuple[Any, Any, float], prompt: str) -> tuple[float, float]:
+        from claude_agent_sdk import ResultMessage, StreamEvent
+
+        client, messages, _ = conn
         started = time.perf_counter()
         await client.query(prompt)
         first = None
-        assert messages is not None
         async for message in messages:
             delta = isinstance(message, StreamEvent) and message.event.get("type") == "content_block_delta"
             if first is None and delta:
@@ -83,33 +97,34 @@ async def _floor(api_url: str, work: Path, repeats: int, turns: int) -> dict[str
                 break
         return first or float("nan"), time.perf_counter() - started
 
-    t0 = time.perf_counter()
-    await client.connect()
-    connected = time.perf_counter() - t0
-    messages = client.receive_messages().__aiter__()
-    first, _ = await turn("floor cold")
-    out: dict[str, Any] = {"cold_connect_s": [connected], "cold_first_token_s": [connected + first]}
-    samples = [await turn(f"floor warm {i}") for i in range(turns)]
-    out["warm_first_token_s"] = [s[0] for s in samples]
-    out["warm_round_trip_s"] = [s[1] for s in samples]
-    await client.disconnect()
-    # More fresh CLIs: cold start + first token, and the first prompt of a CLI
-    # that was started and left idle first (what a warm-pool claim gets).
-    out["started_first_token_s"] = []
-    for i in range(repeats):
-        client = ClaudeSDKClient(options)
-        t0 = time.perf_counter()
-        await client.connect()
-        connected = time.perf_counter() - t0
-        messages = client.receive_messages().__aiter__()
-        if i % 2:
-            await asyncio.sleep(1.0)
-            out["started_first_token_s"].append((await turn(f"floor started {i}"))[0])
-        else:
-            out["cold_connect_s"].append(connected)
-            out["cold_first_token_s"].append(connected + (await turn(f"floor cold {i}"))[0])
-        await client.disconnect()
-    return out
+    def warm_turn(self, prompt: str) -> tuple[float, float]:
+        """Prompt → first token, prompt → result on the long-lived CLI."""
+        result: tuple[float, float] = self._call(self._turn(self.warm, prompt))
+        return result
+
+    def fresh(self, prompt: str, idle: float) -> tuple[float, float]:
+        """A new CLI: (spawn + handshake, first prompt → first token), the prompt
+        sent ``idle`` seconds after the handshake."""
+
+        async def go() -> tuple[float, float]:
+            conn = await self._open()
+            await asyncio.sleep(idle)
+            first, _ = await self._turn(conn, prompt)
+            await conn[0].disconnect()
+            return conn[2], first
+
+        result: tuple[float, float] = self._call(go())
+        return result
+
+    def close(self) -> None:
+        self._call(self.warm[0].disconnect())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+async def _allow(*_: Any) -> Any:
+    from claude_agent_sdk import PermissionResultAllow
+
+    return PermissionResultAllow()
 
 
 # ---------------------------------------------------------------- Berth
@@ -198,17 +213,27 @@ def _cli_running(container: Any) -> bool:
     return container.exec_run(["python3", "-c", probe]).exit_code == 0
 
 
-def _berth(config: Any, docker_client: Any, runtime: Any, repeats: int, turns: int) -> dict[str, Any]:
+def _berth(
+    config: Any, docker_client: Any, runtime: Any, floor: Floor, repeats: int, turns: int
+) -> dict[str, Any]:
     from actors.secret import Secret
     from tests.waiting import wait_until
     from transport.serve import start_server
     from transport.settings import ServerSettings
 
     out: dict[str, Any] = {"cold": [], "warm_pool": [], "warm_first_token_s": [], "warm_round_trip_s": []}
+    fl: dict[str, list[float]] = {
+        k: [] for k in ("cold_connect_s", "cold_first_token_s", "started_first_token_s", "warm_first_token_s")
+    }
+    fl["warm_round_trip_s"] = []
+    out["floor"] = fl
     running = start_server(config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=runtime)
     try:
         c = _Client(running)
         for i in range(repeats):
+            connect, first = floor.fresh(f"floor cold {i}", 0.0)
+            fl["cold_connect_s"].append(connect)
+            fl["cold_first_token_s"].append(connect + first)
             t0 = time.perf_counter()
             sid = c.create()
             sent, first, _ = c.turn(sid, f"cold {i}")  # queued until the session is idle
@@ -224,6 +249,9 @@ def _berth(config: Any, docker_client: Any, runtime: Any, repeats: int, turns: i
             )
             if i == 0:
                 for j in range(turns):
+                    floor_first, floor_trip = floor.warm_turn(f"floor warm {j}")
+                    fl["warm_first_token_s"].append(floor_first)
+                    fl["warm_round_trip_s"].append(floor_trip)
                     s, f, r = c.turn(sid, f"warm {j}")
                     out["warm_first_token_s"].append(f - s)
                     out["warm_round_trip_s"].append(r - s)
@@ -319,7 +347,8 @@ def main(argv: list[str]) -> int:
     result: dict[str, Any] = {}
     try:
         with FakeMessagesApi() as api:
-            result["floor"] = asyncio.run(_floor(api.url, work, 2 * repeats, turns))
+            floor = Floor(api.url, work)
+            floor.warm_turn("floor warm-up")
             runtime = DockerRuntime(docker.from_env(timeout=120))
             config = BerthConfig(
                 instance_id=f"benchcc{os.getpid()}",
@@ -335,7 +364,11 @@ def main(argv: list[str]) -> int:
                 claude_no_nonessential_traffic=True,
                 container_env=(("CLAUDE_CODE_STREAM_CLOSE_TIMEOUT", "120000"),),
             )
-            result["berth"] = _berth(config, runtime.client, runtime, repeats, turns)
+            try:
+                result["berth"] = _berth(config, runtime.client, runtime, floor, repeats, turns)
+            finally:
+                floor.close()
+            result["floor"] = result["berth"].pop("floor")
     except BaseException:
         traceback.print_exc()
         return 1
