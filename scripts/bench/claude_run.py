@@ -272,6 +272,7 @@ def _berth(
             wait_until(
                 lambda: running.berth.pool_status()["ready"] == 1, TIMEOUT, "a warm pooled Claude Code"
             )
+            fl["started_first_token_s"].append(floor.fresh(f"floor started {i}", 1.0)[1])
             t0 = time.perf_counter()
             sid = c.create()
             ready = c.wait_idle(sid)
