@@ -79,6 +79,8 @@ def run(ctx: Context) -> dict[str, Any]:
     pooled = berth["warm_pool"]
     warm_first, warm_trip = _ms(berth["warm_first_token_s"]), _ms(berth["warm_round_trip_s"])
     pool_first = _ms([r["first_token_s"] for r in pooled])
+    pool_busy = _ms([r["first_token_s"] for r in pooled if not r.get("after_refill")])
+    pool_quiet = _ms([r["first_token_s"] for r in pooled if r.get("after_refill")])
     resume_first = _ms([r["first_token_s"] for r in berth.get("resume", [])])
     floor_cold = _ms(floor["cold_first_token_s"])
     floor_started = _ms(floor["started_first_token_s"])
@@ -93,6 +95,8 @@ def run(ctx: Context) -> dict[str, Any]:
             "host CLI warm turn: prompt → first token", floor_first),
         row("  the same against the first prompt of a started host CLI", "ms", pool_first,
             "host CLI started, idle 1 s: first prompt → first token", floor_started),
+        row("  sent at once (the pool's replacement starting meanwhile)", "ms", pool_busy),
+        row("  sent once the pool's replacement is up", "ms", pool_quiet),
         row("warm-pool session: create → idle", "ms", _ms([r["create_to_idle_s"] for r in pooled])),
         row("warm turn: prompt → first token", "ms", warm_first,
             "host CLI warm turn: prompt → first token", floor_first),
