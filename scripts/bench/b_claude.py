@@ -88,7 +88,10 @@ def run(ctx: Context) -> dict[str, Any]:
     result["rows"] = [
         row("cold session: create → first token", "ms", _ms([r["first_token_s"] for r in cold]),
             "host CLI: start + first token", floor_cold),
+        row("  part: create → container created", "ms", _ms([r.get("to_created_s") for r in cold])),
         row("  part: container created → started", "ms", _ms([r["container_started_s"] for r in cold])),
+        row("  part: container started → agent connected", "ms",
+            _ms([r.get("to_agent_connected_s") for r in cold])),
         row("  part: CLI start (spawn + handshake, agent log)", "ms", _ms([r["cli_start_s"] for r in cold]),
             "host CLI: spawn + handshake", _ms(floor["cold_connect_s"])),
         row("warm-pool session: first prompt → first token", "ms", pool_first,

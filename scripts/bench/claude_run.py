@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +129,55 @@ async def _allow(*_: Any) -> Any:
 # ---------------------------------------------------------------- Berth
 
 
+class _Served:
+    """``berth serve`` (this worktree's code) in its own process: the server never
+    shares a GIL with the client, the floor or the fake API."""
+
+    def __init__(self, work: Path, name: str, flags: dict[str, Any]) -> None:
+        from types import SimpleNamespace
+
+        from scripts.bench.common import Process
+
+        self.instance = f"benchcc{os.getpid()}{name}"
+        state = work / f"state-{name}"
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token_file = work / f"api-token-{name}"
+        token_file.write_text(API_TOKEN + "\n")
+        token_file.chmod(0o600)
+        argv = [
+            sys.executable,
+            "-m",
+            "transport.cli",
+            "serve",
+            "--port",
+            "0",
+            "--api-token-file",
+            str(token_file),
+        ]
+        argv += ["--instance-id", self.instance, "--state-dir", str(state)]
+        for key, value in flags.items():
+            argv += [
+                f"--{key.replace('_', '-')}",
+                str(value).lower() if isinstance(value, bool) else str(value),
+            ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+        self.process = Process(argv, work / f"server-{name}.log", env)
+        line = self.process.expect("Berth is serving on ", TIMEOUT)
+        port = int(line.split()[4].rsplit(":", 1)[1].rstrip("/"))
+        self.server = SimpleNamespace(http_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}")
+
+    def pool_ready(self, docker_client: Any) -> int:
+        """Pooled containers whose agent connected (it does once its CLI is up)."""
+        ready = 0
+        for c in docker_client.containers.list(filters={"label": f"berth.instance={self.instance}"}):
+            if c.labels.get("berth.session", "").startswith("pool-") and b"connected to" in c.logs():
+                ready += 1
+        return ready
+
+    def stop(self) -> None:
+        self.process.stop(timeout=90)
+
+
 class _Client:
     def __init__(self, running: Any) -> None:
         from tests.ws_client import WsPeer
@@ -173,6 +221,12 @@ class _Client:
                 return sent, first or float("nan"), time.perf_counter()
 
 
+def _agent_connected_at(docker_client: Any, container_id: str) -> float | None:
+    from scripts.bench.b_cold import _agent_connected_at as connected_at
+
+    return connected_at(docker_client, container_id)
+
+
 def _agent_log(container: Any, pattern: str) -> float | None:
     match = re.findall(pattern, container.logs().decode(errors="replace"))
     return float(match[-1]) if match else None
@@ -214,12 +268,9 @@ def _cli_running(container: Any) -> bool:
 
 
 def _berth(
-    config: Any, docker_client: Any, runtime: Any, floor: Floor, repeats: int, turns: int
+    work: Path, flags: dict[str, Any], docker_client: Any, floor: Floor, repeats: int, turns: int
 ) -> dict[str, Any]:
-    from actors.secret import Secret
     from tests.waiting import wait_until
-    from transport.serve import start_server
-    from transport.settings import ServerSettings
 
     out: dict[str, Any] = {"cold": [], "warm_pool": [], "warm_first_token_s": [], "warm_round_trip_s": []}
     fl: dict[str, list[float]] = {
@@ -227,22 +278,25 @@ def _berth(
     }
     fl["warm_round_trip_s"] = []
     out["floor"] = fl
-    running = start_server(config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=runtime)
+    running = _Served(work, "cold", flags)
     try:
         c = _Client(running)
         for i in range(repeats):
             connect, first = floor.fresh(f"floor cold {i}", 0.0)
             fl["cold_connect_s"].append(connect)
             fl["cold_first_token_s"].append(connect + first)
-            t0 = time.perf_counter()
+            w0, t0 = time.time(), time.perf_counter()
             sid = c.create()
             sent, first, _ = c.turn(sid, f"cold {i}")  # queued until the session is idle
             container = _session_container(docker_client, sid, set())
             created, started = _container_times(container)
+            connected = _agent_connected_at(docker_client, container.id)
             out["cold"].append(
                 {
                     "first_token_s": first - t0,
+                    "to_created_s": created - w0 if created else None,
                     "container_started_s": started - created if created and started else None,
+                    "to_agent_connected_s": connected - started if connected and started else None,
                     "cli_start_s": _agent_log(container, r"Claude Code started in ([0-9.]+) s"),
                     "create_s": sent - t0,
                 }
@@ -260,18 +314,11 @@ def _berth(
     finally:
         running.stop()
 
-    running = start_server(
-        replace(config, warm_pool_size=1, max_sessions=2),
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-    )
+    running = pool = _Served(work, "pool", {**flags, "warm_pool_size": 1, "max_sessions": 2})
     try:
         c = _Client(running)
         for i in range(repeats):
-            wait_until(
-                lambda: running.berth.pool_status()["ready"] == 1, TIMEOUT, "a warm pooled Claude Code"
-            )
+            wait_until(lambda: pool.pool_ready(docker_client) >= 1, TIMEOUT, "a warm pooled Claude Code")
             fl["started_first_token_s"].append(floor.fresh(f"floor started {i}", 1.0)[1])
             t0 = time.perf_counter()
             sid = c.create()
@@ -280,7 +327,7 @@ def _berth(
             # start competes for the CPU with the first prompt otherwise.
             quiet = i % 2 == 1
             if quiet:
-                wait_until(lambda: running.berth.pool_status()["ready"] == 1, TIMEOUT, "the pool refilled")
+                wait_until(lambda: pool.pool_ready(docker_client) >= 1, TIMEOUT, "the pool refilled")
             sent, first, result = c.turn(sid, f"pooled {i}")
             out["warm_pool"].append(
                 {
@@ -294,12 +341,7 @@ def _berth(
     finally:
         running.stop()
 
-    running = start_server(
-        replace(config, claude_park_after=1.0),
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-    )
+    running = _Served(work, "park", {**flags, "claude_park_after": 1.0})
     try:
         c = _Client(running)
         sid = c.create()
@@ -338,14 +380,25 @@ def _container_times(container: Any) -> tuple[float | None, float | None]:
     return parse(container.attrs["Created"]), parse(container.attrs["State"]["StartedAt"])
 
 
+def _fake_api(work: Path) -> tuple[Any, str]:
+    """The fake Messages API in its own process; (process, its URL)."""
+    from scripts.bench.common import Process
+
+    code = (
+        "import sys, time\n"
+        "from tests.fake_messages_api import FakeMessagesApi\n"
+        "api = FakeMessagesApi().start()\n"
+        "print('fake api on', api.url, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = Process([sys.executable, "-c", code], work / "fake-api.log", dict(os.environ))
+    return process, process.expect("fake api on ", 60).split()[-1]
+
+
 def main(argv: list[str]) -> int:
     import logging
 
     import docker
-
-    from actors.config import BerthConfig
-    from actors.docker_runtime import DockerRuntime
-    from tests.fake_messages_api import FakeMessagesApi
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     holder, work, repeats, turns = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
@@ -356,33 +409,30 @@ def main(argv: list[str]) -> int:
     (claude_dir / ".credentials.json").write_text(json.dumps(login))
     os.chmod(claude_dir / ".credentials.json", 0o600)
     result: dict[str, Any] = {}
+    api, api_url = _fake_api(work)
     try:
-        with FakeMessagesApi() as api:
-            floor = Floor(api.url, work)
-            floor.warm_turn("floor warm-up")
-            runtime = DockerRuntime(docker.from_env(timeout=120))
-            config = BerthConfig(
-                instance_id=f"benchcc{os.getpid()}",
-                image=IMAGE,
-                state_dir=work / "state",
-                claude_dir=claude_dir,
-                claude_dir_root=work,
-                container_network=f"container:{holder}",
-                container_memory=None,
-                agent_runner="sdk",
-                startup_timeout=TIMEOUT,
-                claude_api_base_url=api.url,
-                claude_no_nonessential_traffic=True,
-                container_env=(("CLAUDE_CODE_STREAM_CLOSE_TIMEOUT", "120000"),),
-            )
-            try:
-                result["berth"] = _berth(config, runtime.client, runtime, floor, repeats, turns)
-            finally:
-                floor.close()
-            result["floor"] = result["berth"].pop("floor")
+        floor = Floor(api_url, work)
+        floor.warm_turn("floor warm-up")
+        flags = {
+            "image": IMAGE,
+            "claude_dir": claude_dir,
+            "claude_dir_root": work,
+            "container_network": f"container:{holder}",
+            "agent_runner": "sdk",
+            "startup_timeout": TIMEOUT,
+            "claude_api_base_url": api_url,
+            "claude_no_nonessential_traffic": True,
+        }
+        try:
+            result["berth"] = _berth(work, flags, docker.from_env(timeout=120), floor, repeats, turns)
+        finally:
+            floor.close()
+        result["floor"] = result["berth"].pop("floor")
     except BaseException:
         traceback.print_exc()
         return 1
+    finally:
+        api.stop(timeout=10)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
