@@ -72,10 +72,21 @@ def manager_api(config: AgentConfig) -> ManagerApi | None:
     return ManagerApi(base, config.session_id, config.manager_token, config.api_timeout)
 
 
+def _import_sdk() -> None:
+    try:
+        import claude_agent_sdk  # noqa: F401
+    except ImportError:
+        pass  # the runner reports it, naming the fix
+
+
 def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
     api = manager_api(config)
     if config.runner == "sdk":
         from agent.sdk_runner import SdkRunner, SdkRunnerConfig
+
+        # The SDK takes ~0.35 s to import: do it while the agent connects and
+        # prepares the workspace, not after, on the way to the CLI's start.
+        threading.Thread(target=_import_sdk, name="berth-import-sdk", daemon=True).start()
 
         github = config.github_token()
         env = {"GH_TOKEN": github.reveal(), "GITHUB_TOKEN": github.reveal()} if github else {}

@@ -1,4 +1,4 @@
-"""7. Claude Code for real: first token and turn round trip of the real CLI through Berth.
+"""8. Claude Code for real: first token and turn round trip of the real CLI through Berth.
 
 Everything runs offline in one loopback-only network namespace (a holder
 container with ``--network none``; ``scripts/bench/claude_run.py`` joins it
