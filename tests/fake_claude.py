@@ -83,6 +83,7 @@ class FakeClaude:
             mode=self.mode,
             oauth_token=os.environ.get("CLAUDE_CODE_OAUTH_TOKEN"),
             config_dir=os.environ.get("CLAUDE_CONFIG_DIR"),
+            env_file=os.environ.get("CLAUDE_ENV_FILE"),
             cwd=os.getcwd(),
             session_id=self.session_id,
             resumed=self.resumed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -524,5 +525,32 @@ def test_closing_fails_the_turns_still_queued_without_sending_them_to_the_cli(cl
             with pytest.raises(RunnerClosed):
                 await h.turn(item)
         assert [u["text"] for u in cli.events("user")] == ["hang"]
+
+    run_async(scenario())
+
+
+def test_a_tool_environment_given_after_the_start_is_a_private_file_the_cli_is_pointed_at(cli, tmp_path):
+    import os
+    import shlex
+    import subprocess
+
+    env_file = tmp_path / "berth" / "tool-env.sh"
+
+    async def scenario():
+        h = cli.harness()
+        h.runner._config = dataclasses.replace(h.runner._config, tool_env_file=str(env_file))
+        async with h:
+            await h.turn(h.send("hello"))
+            h.runner.set_tool_env({"GH_TOKEN": Secret("ghp_it's $secret")})
+        [start] = cli.events("start")
+        assert start["env_file"] == str(env_file)  # set at the start, written later
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        sourced = subprocess.run(
+            ["sh", "-c", f'. {shlex.quote(str(env_file))} && printf %s "$GH_TOKEN"'],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ["PATH"]},
+        )
+        assert sourced.stdout == "ghp_it's $secret"
 
     run_async(scenario())

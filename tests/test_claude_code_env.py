@@ -1,0 +1,39 @@
+"""Claude Code's container environment comes from BerthConfig, never carrying a secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.claude_code import NO_NONESSENTIAL_TRAFFIC, claude_code_env
+from actors.config import BerthConfig
+
+
+def test_by_default_the_cli_talks_to_anthropic_and_may_send_its_non_essential_traffic():
+    env = claude_code_env(BerthConfig())
+    assert "ANTHROPIC_BASE_URL" not in env
+    assert not set(NO_NONESSENTIAL_TRAFFIC) & set(env)
+    assert env == {"BERTH_TOKEN_WAIT": "5", "BERTH_PARK_AFTER": "0", "BERTH_ALLOW_DANGEROUS": "1"}
+
+
+def test_the_api_base_url_the_quiet_switches_and_the_runner_settings_reach_the_container():
+    config = BerthConfig(
+        claude_api_base_url="http://127.0.0.1:9999",
+        claude_no_nonessential_traffic=True,
+        claude_token_wait=0.5,
+        claude_park_after=600,
+        claude_allow_dangerous=False,
+    )
+    env = claude_code_env(config)
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9999"
+    assert {k: env[k] for k in NO_NONESSENTIAL_TRAFFIC} == NO_NONESSENTIAL_TRAFFIC
+    assert (env["BERTH_TOKEN_WAIT"], env["BERTH_PARK_AFTER"], env["BERTH_ALLOW_DANGEROUS"]) == (
+        "0.5",
+        "600",
+        "0",
+    )
+
+
+@pytest.mark.parametrize("name", ["claude_token_wait", "claude_park_after"])
+def test_a_negative_claude_duration_is_refused_naming_the_field(name):
+    with pytest.raises(ValueError, match=name):
+        BerthConfig(**{name: -1})
