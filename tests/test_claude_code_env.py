@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from actors.claude_code import NO_NONESSENTIAL_TRAFFIC, claude_code_env
@@ -36,4 +38,4 @@ def test_the_api_base_url_the_quiet_switches_and_the_runner_settings_reach_the_c
 @pytest.mark.parametrize("name", ["claude_token_wait", "claude_park_after"])
 def test_a_negative_claude_duration_is_refused_naming_the_field(name):
     with pytest.raises(ValueError, match=name):
-        BerthConfig(**{name: -1})
+        dataclasses.replace(BerthConfig(), **{name: -1.0})
