@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import pytest
 
@@ -38,4 +38,5 @@ def test_the_api_base_url_the_quiet_switches_and_the_runner_settings_reach_the_c
 @pytest.mark.parametrize("name", ["claude_token_wait", "claude_park_after"])
 def test_a_negative_claude_duration_is_refused_naming_the_field(name):
     with pytest.raises(ValueError, match=name):
-        dataclasses.replace(BerthConfig(), **{name: -1.0})
+        overrides: dict[str, Any] = {name: -1.0}
+        BerthConfig(**overrides)
