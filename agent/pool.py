@@ -183,7 +183,7 @@ class WarmRunner:
         return self.loop.run_until_complete(waiting())
 
     def fits(self, config: AgentConfig) -> bool:
-        return config.runner == "sdk" and not config.repo_url
+        return config.runner == "sdk" and not config.repo_url and not config.manager
 
     def adopt(self, config: AgentConfig) -> Runner:
         """Give the running CLI the session's token, permission mode and model."""
