@@ -13,15 +13,10 @@ first, ends the channel, and stops the CLI within ``close_timeout``, after
 which it is killed. ``claude-agent-sdk`` is imported lazily: it is an
 optional extra, and ``agent`` must import without it.
 
-The access token reaches the CLI only through the credentials file
-(``agent.credentials``), which the CLI re-reads whenever it changes; never
-through its environment (``CLAUDE_CODE_OAUTH_TOKEN`` would pin the first
-token for the CLI's lifetime). A CLI started with no credentials at all
-sends its next turn without the OAuth beta, so with no token yet the runner
-writes a placeholder and starts the CLI anyway, and holds back prompts until
-a real token is there: a prompt that finds none within ``token_wait`` ends
-with an error result naming the fix. Details: ``docs/credentials.md``,
-``docs/claude-code.md``.
+The token reaches the CLI through its credentials file
+(``agent.sdk_credentials``); with none yet the CLI starts with a placeholder,
+and a prompt that finds no real token within ``token_wait`` ends with an
+error result naming the fix.
 
 With ``park_after`` an idle CLI is stopped after that many seconds and the
 next prompt resumes the same conversation (``--resume <id>``), trading the
@@ -32,21 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shlex
-import tempfile
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.secret import Secret
 from agent.channel import ChannelEnded, InputChannel
-from agent.credentials import default_credentials_path, read_access_token, write_access_token
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
 from agent.sdk_cli import CliConnection
+from agent.sdk_credentials import PLACEHOLDER_TOKEN, CliCredentials
 from agent.sdk_permissions import PermissionBridge
 from agent.sdk_relay import BERTH_MODES, SDK_MODES, Relay, result_text
 from transport.protocol import (
@@ -65,12 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Credentials the CLI prefers to a claude.ai login in its credentials file.
-OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
-#: Written so that a CLI started before its session has a token counts as
-#: logged in (and later sends the real token with the OAuth beta); never
-#: sent: prompts wait for a real token.
-PLACEHOLDER_TOKEN = "berth-placeholder-no-token-yet"
 NO_TOKEN = (
     "No Claude access token: this session cannot call Claude. Give the Berth server a "
     "Claude login (`berth serve --claude-dir ~/.claude`, see docs/claude-code.md), "
@@ -114,7 +98,7 @@ class SdkRunner:
 
     def __init__(self, config: SdkRunnerConfig, token: Secret | None = None) -> None:
         self._config = config
-        self._token = token
+        self._credentials = CliCredentials(token, config.env, config.claude_config_dir, config.tool_env_file)
         self._mode: PermissionMode = config.permission_mode
         self._model = config.model
         self._host: RunnerHost | None = None
@@ -135,7 +119,6 @@ class SdkRunner:
         self.parked = False
         self.resume_seconds: list[float] = []
         self._stop = asyncio.Event()
-        self._token_arrived = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
         self._closing = False
@@ -221,7 +204,7 @@ class SdkRunner:
         turn = _Turn(item)
         self._turn = turn
         self._emit(StatusUpdate(status="running"))
-        if not await self._has_credential():
+        if not await self._credentials.wait_usable(self._config.token_wait, lambda: self._closing):
             if self._closing:
                 self._end_turn(RunnerClosed("the runner closed before this turn"))
                 return
@@ -300,7 +283,7 @@ class SdkRunner:
                 "the session image has no claude-agent-sdk: rebuild it with "
                 "`BERTH_IMAGE_EXTRAS=sdk bash scripts/build-image.sh`, or use the built-in runner"
             ) from None
-        self._prepare_credentials()
+        self._credentials.prepare()
         resuming = self.parked and self._conversation_started
         try:
             cli = await CliConnection.open(self._options(resuming), self._on_message)
@@ -348,68 +331,6 @@ class SdkRunner:
             raise RunnerClosed("Claude Code is not running")
         return self._cli
 
-    # ----------------------------------------------------------- credentials
-
-    def _cli_env(self) -> dict[str, str]:
-        """What the runner adds to the environment the CLI inherits."""
-        env = dict(self._config.env)
-        if self._config.tool_env_file:
-            env["CLAUDE_ENV_FILE"] = self._config.tool_env_file
-        if self._config.claude_config_dir:
-            env["CLAUDE_CONFIG_DIR"] = self._config.claude_config_dir
-        # An OAuth token in the CLI's environment would beat the credentials
-        # file for the CLI's whole life; blank any the agent inherited.
-        env["CLAUDE_CODE_OAUTH_TOKEN"] = ""
-        return env
-
-    def _credentials_path(self) -> Path:
-        return default_credentials_path({**os.environ, **self._cli_env()})
-
-    def _overriding_credential(self) -> str | None:
-        """The name of an environment credential the CLI would use instead of the file."""
-        env = {**os.environ, **self._cli_env()}
-        return next((name for name in OVERRIDING_ENV if env.get(name)), None)
-
-    def _write_credentials(self) -> None:
-        """Put the current token in the CLI's credentials file, unless it is there already."""
-        if not self._token:
-            return
-        path = self._credentials_path()
-        token = self._token.reveal()
-        if read_access_token(path) != token:
-            write_access_token(path, token, None)
-
-    def _prepare_credentials(self) -> None:
-        try:
-            self._write_credentials()
-            if not self._token and not read_access_token(self._credentials_path()):
-                write_access_token(self._credentials_path(), PLACEHOLDER_TOKEN, None)
-        except OSError as exc:
-            log.error("cannot write the Claude credentials file: %s", exc)
-        overriding = self._overriding_credential()
-        if overriding and self._token:
-            log.warning("%s is set: Claude Code will use it, not the pushed access token", overriding)
-
-    def _usable_credential(self) -> bool:
-        if self._token or self._overriding_credential():
-            return True
-        token = read_access_token(self._credentials_path())
-        return bool(token) and token != PLACEHOLDER_TOKEN
-
-    async def _has_credential(self) -> bool:
-        """Whether a prompt may go to the CLI, waiting up to ``token_wait`` for a token."""
-        deadline = time.monotonic() + self._config.token_wait
-        while not self._usable_credential():
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closing:
-                return False
-            self._token_arrived.clear()
-            try:
-                await asyncio.wait_for(self._token_arrived.wait(), min(left, 0.5))
-            except TimeoutError:
-                pass  # the agent may have written the file itself: look again
-        return True
-
     # --------------------------------------------------------------- options
 
     def _options(self, resuming: bool) -> ClaudeAgentOptions:
@@ -428,7 +349,7 @@ class SdkRunner:
             can_use_tool=self._permissions.can_use_tool,
             permission_mode=SDK_MODES[self._mode],
             model=self._model,
-            env=self._cli_env(),
+            env=self._credentials.cli_env(),
             system_prompt=prompt,
             setting_sources=["user", "project"],
             stderr=self._on_stderr,
@@ -512,28 +433,11 @@ class SdkRunner:
 
     def set_tool_env(self, env: Mapping[str, Secret]) -> None:
         """Environment for the model's Bash commands from the next one on (private file)."""
-        if not self._config.tool_env_file:
-            raise RunnerFailed("this runner has no tool environment file")
-        path = Path(self._config.tool_env_file)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        text = "".join(f"export {name}={shlex.quote(value.reveal())}\n" for name, value in env.items())
-        fd, tmp = tempfile.mkstemp(prefix=".tool-env.", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self._credentials.set_tool_env(env)
 
     async def update_token(self, token: Secret) -> None:
         """Rewrite the credentials file: the running CLI uses ``token`` from its next request."""
-        self._token = token
-        try:
-            self._write_credentials()
-        finally:
-            self._token_arrived.set()
+        self._credentials.update(token)
 
     async def close(self) -> None:
         self._closing = self._permissions.closing = True
@@ -542,7 +446,7 @@ class SdkRunner:
         if self._channel is not None:
             self._channel.close()
         self._stop.set()
-        self._token_arrived.set()
+        self._credentials.arrived.set()
         if self._started:
             await self._stopped.wait()
         else:

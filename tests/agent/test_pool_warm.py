@@ -14,7 +14,7 @@ import pytest
 from agent.config import AgentConfig
 from agent.credentials import read_access_token
 from agent.pool import WarmRunner
-from agent.sdk_runner import PLACEHOLDER_TOKEN
+from agent.sdk_credentials import PLACEHOLDER_TOKEN
 from transport.protocol import Assign
 
 pytestmark = pytest.mark.timeout(60)

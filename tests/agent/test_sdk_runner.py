@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -61,6 +60,7 @@ class FakeCli:
         token_wait: float = 0.0,
         park_after: float = 0.0,
         allow_dangerous: bool = False,
+        tool_env_file: str | None = None,
         **script: Any,
     ) -> RunnerHarness:
         self.script.write_text(json.dumps({"turns": turns or {}, **script}))
@@ -74,6 +74,7 @@ class FakeCli:
             token_wait=token_wait,
             park_after=park_after,
             allow_dangerous=allow_dangerous,
+            tool_env_file=tool_env_file,
         )
         return RunnerHarness(SdkRunner(config, Secret(token) if token else None), close_bound=CLOSE_BOUND + 1)
 
@@ -537,9 +538,7 @@ def test_a_tool_environment_given_after_the_start_is_a_private_file_the_cli_is_p
     env_file = tmp_path / "berth" / "tool-env.sh"
 
     async def scenario():
-        h = cli.harness()
-        h.runner._config = dataclasses.replace(h.runner._config, tool_env_file=str(env_file))
-        async with h:
+        async with cli.harness(tool_env_file=str(env_file)) as h:
             await h.turn(h.send("hello"))
             h.runner.set_tool_env({"GH_TOKEN": Secret("ghp_it's $secret")})
         [start] = cli.events("start")
