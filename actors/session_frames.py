@@ -49,6 +49,16 @@ def apply_frame(s: _Step, frame: p.AgentToServer) -> None:
             result(s, frame)
         case p.SessionInfoUpdate():
             info_update(s, frame)
+        case p.ApiRetry() if live:
+            api_retry(s, frame)
+        case p.RateLimit(status=status, resets_at=resets_at, limit_type=limit_type) if live:
+            s.publish(
+                lambda seq: p.RateLimited(
+                    session_id=sid, seq=seq, status=status, resets_at=resets_at, limit_type=limit_type
+                )
+            )
+            if status == "rejected":
+                s.note("error", f"Claude's rate limit was reached ({limit_type or 'usage'}); requests wait")
         case p.ModelsList(models=models):
             s.publish(lambda seq: p.ModelsAvailable(session_id=sid, seq=seq, models=models))
         case p.AgentError(message=text, fatal=True):
@@ -72,6 +82,29 @@ def ready(s: _Step) -> None:
         s.note("system", reason)
         sid = s.s.session_id
         s.publish(lambda seq: p.TurnResult(session_id=sid, seq=seq, result=reason, is_error=True))
+
+
+def api_retry(s: _Step, frame: p.ApiRetry) -> None:
+    """A failed Messages API request the CLI retries: the client sees why and when."""
+    sid = s.s.session_id
+    s.publish(
+        lambda seq: p.ApiRetrying(
+            session_id=sid,
+            seq=seq,
+            attempt=frame.attempt,
+            max_retries=frame.max_retries,
+            retry_at=frame.retry_at,
+            reason=frame.reason,
+            error_status=frame.error_status,
+        )
+    )
+    wait = max(0.0, frame.retry_at - s.now.wall)
+    status = f" (HTTP {frame.error_status})" if frame.error_status else ""
+    s.note(
+        "system",
+        f"Claude API request failed: {frame.reason}{status}; retry {frame.attempt} of "
+        f"{frame.max_retries} in {wait:.1f} s",
+    )
 
 
 def _money(value: float | None) -> float | None:

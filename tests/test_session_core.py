@@ -154,3 +154,18 @@ def test_every_event_number_is_one_more_than_the_last():
     core.send(m.FromAgent("link-1", p.Result(result="ab")))
     seqs = [e.event.seq for e in core.of(fx.Publish)]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_an_api_retry_reaches_the_client_with_its_reason_and_time_and_the_turn_keeps_running():
+    core = live()
+    core.send(m.FromAgent("link-1", p.StatusUpdate(status="running")))
+    retry_at = core.instant().wall + 4.0
+    frame = p.ApiRetry(attempt=2, max_retries=10, retry_at=retry_at, reason="overloaded", error_status=529)
+    core.send(m.FromAgent("link-1", frame))
+    (event,) = core.events(p.ApiRetrying)
+    assert (event.attempt, event.max_retries, event.retry_at, event.reason) == (2, 10, retry_at, "overloaded")
+    assert core.status == "running"
+    assert "overloaded (HTTP 529); retry 2 of 10 in 4.0 s" in core.texts()[-1]
+    core.send(m.FromAgent("link-1", p.RateLimit(status="rejected", limit_type="five_hour")))
+    (limited,) = core.events(p.RateLimited)
+    assert limited.status == "rejected" and "rate limit" in core.texts()[-1]

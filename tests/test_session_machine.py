@@ -65,6 +65,15 @@ frames = st.one_of(
     ),
     st.builds(p.SessionInfoUpdate, model=st.none() | st.just("opus"), total_cost_usd=costs),
     st.builds(p.ModelsList, models=st.just([])),
+    st.builds(
+        p.ApiRetry,
+        attempt=st.integers(1, 3),
+        max_retries=st.just(3),
+        retry_at=st.floats(0, 2e9),
+        reason=st.just("overloaded"),
+        error_status=st.none() | st.just(529),
+    ),
+    st.builds(p.RateLimit, status=st.sampled_from(["allowed", "rejected"])),
     st.builds(p.AgentError, message=st.text(max_size=5), fatal=st.booleans()),
 )
 commands = st.one_of(

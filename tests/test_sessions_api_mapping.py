@@ -148,3 +148,20 @@ def test_an_approval_answered_over_the_websocket_no_longer_blocks_the_next_one()
     mapper.feed(p.SessionUpdate(session_id=SID, seq=5, session=info(S.AWAITING_APPROVAL)))
     *_, blocked = listed(mapper.feed(p.ApprovalRequested(session_id=SID, seq=6, approval=second)))
     assert [mapper.blockers[i].berth_id for i in blocked["stop_reason"]["event_ids"]] == ["ap2"]
+
+
+def test_claude_code_retrying_an_api_request_is_a_retrying_session_error():
+    mapper = EventMapper()
+    retry = p.ApiRetrying(
+        session_id=SID, seq=3, attempt=1, max_retries=10, retry_at=1.0, reason="overloaded", error_status=529
+    )
+    (body,) = listed(mapper.feed(retry))
+    assert body["type"] == "session.error"
+    assert body["error"] == {
+        "type": "model_overloaded_error",
+        "message": "Claude API request failed (overloaded); retry 1 of 10",
+        "retry_status": {"type": "retrying"},
+    }
+    (limited,) = listed(mapper.feed(p.RateLimited(session_id=SID, seq=4, status="rejected")))
+    assert limited["error"]["type"] == "model_rate_limited_error"
+    assert listed(mapper.feed(p.RateLimited(session_id=SID, seq=5, status="allowed"))) == []

@@ -189,7 +189,9 @@ class TreeMachine(RuleBasedStateMachine):
             "a session actor is alive that the registry does not list"
         )
         pool_slots = set(self.berth.pool_directory.ids())
-        for record in self.runtime.list({LABEL_INSTANCE: self.config.instance_id}):
+        # While the container service is down, removals wait for it (checked once it is back).
+        service_up = self.berth._children()["container"] is not None
+        for record in self.runtime.list({LABEL_INSTANCE: self.config.instance_id}) if service_up else []:
             owner = record.labels.get("berth.session", "")
             assert owner in listed or owner in pool_slots or owner.startswith("pool"), (
                 f"container of {owner} outlived its session"

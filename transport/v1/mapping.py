@@ -120,6 +120,21 @@ class EventMapper:
                     "usage": _usage(event.context_usage),
                 }
                 self._list(event.seq, body, None, out)
+            case p.ApiRetrying(reason=reason, error_status=status, attempt=attempt, max_retries=most):
+                kind = {429: "model_rate_limited_error", 529: "model_overloaded_error"}.get(
+                    status or 0, "unknown_error"
+                )
+                text = f"Claude API request failed ({reason}); retry {attempt} of {most}"
+                error = {"type": kind, "message": text, "retry_status": {"type": "retrying"}}
+                self._list(event.seq, {"type": "session.error", "error": error}, None, out)
+            case p.RateLimited(status="rejected", limit_type=limit):
+                text = f"Claude's rate limit was reached ({limit or 'usage'})"
+                error = {
+                    "type": "model_rate_limited_error",
+                    "message": text,
+                    "retry_status": {"type": "retrying"},
+                }
+                self._list(event.seq, {"type": "session.error", "error": error}, None, out)
             case p.ModelsAvailable(models=models):
                 listed = [
                     {"id": m.value, "display_name": m.display_name, "description": m.description}
