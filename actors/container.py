@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
@@ -27,6 +26,7 @@ import pykka
 
 from actors.claude_code import claude_code_env
 from actors.config import BerthConfig
+from actors.guarded_start import GuardedStart
 from actors.messages import (
     ActorRef,
     AdoptContainers,
@@ -87,7 +87,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class ContainerActor(pykka.ThreadingActor):
+class ContainerActor(GuardedStart, pykka.ThreadingActor):
     def __init__(
         self,
         config: BerthConfig,
@@ -120,14 +120,6 @@ class ContainerActor(pykka.ThreadingActor):
         self._labels = {LABEL_APP: "berth", LABEL_INSTANCE: config.instance_id}
 
     # ------------------------------------------------------------ lifecycle
-
-    def on_start(self) -> None:
-        """pykka does not call ``on_failure`` for a failing start: this does."""
-        try:
-            self._begin()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
 
     def _begin(self) -> None:
         self._watch = self._runtime.watch_exits(self._labels, self._exit_seen)

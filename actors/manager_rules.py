@@ -7,26 +7,28 @@ cores never see the whole configuration (nor its secrets).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 from actors.config import BerthConfig
 
 
 @dataclass(frozen=True)
 class ManagerRules:
-    manager_batch_delay: float = 2.0
-    manager_continue_delay: float = 3.0
-    manager_backoff_base: float = 2.0
-    manager_backoff_max: float = 60.0
-    manager_fast_turn: float = 3.0
-    manager_fast_turn_tokens: int = 50
-    manager_child_stale: float = 30.0
-    manager_activity_interval: float = 1.0
-    manager_child_output_limit: int = 4000
-    manager_approval_input_limit: int = 1000
-    manager_event_queue_limit: int = 200
-    manager_max_pause: float = 86400.0
-    manager_orphans_children: bool = False
+    manager_batch_delay: float
+    manager_continue_delay: float
+    manager_backoff_base: float
+    manager_backoff_max: float
+    manager_fast_turn: float
+    manager_fast_turn_tokens: int
+    manager_child_stale: float
+    manager_activity_interval: float
+    manager_child_output_limit: int
+    manager_approval_input_limit: int
+    manager_event_queue_limit: int
+    manager_max_pause: float
+    manager_orphans_children: bool
 
     @classmethod
-    def of(cls, config: BerthConfig) -> ManagerRules:
-        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+    def of(cls, config: BerthConfig, **overrides: Any) -> ManagerRules:
+        """The manager fields of ``config`` (where their defaults live), with test overrides."""
+        return cls(**{f.name: overrides.get(f.name, getattr(config, f.name)) for f in fields(cls)})

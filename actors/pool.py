@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import pykka
 
 from actors.config import BerthConfig
 from actors.directory import Directory
+from actors.guarded_start import GuardedStart
 from actors.messages import (
     ActorRef,
     AgentDetached,
@@ -76,7 +76,7 @@ class _Stats:
     empty_claims: int = 0
 
 
-class PoolActor(pykka.ThreadingActor):
+class PoolActor(GuardedStart, pykka.ThreadingActor):
     def __init__(
         self,
         config: BerthConfig,
@@ -98,14 +98,6 @@ class PoolActor(pykka.ThreadingActor):
         #: Pooled containers lost since a pooled agent last connected.
         self._losses = 0
         self._stats = _Stats()
-
-    def on_start(self) -> None:
-        """pykka does not call ``on_failure`` for a failing start: this does."""
-        try:
-            self._begin()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
 
     def _begin(self) -> None:
         self._timers = ActorTimers(self._timer_service, self.actor_ref)

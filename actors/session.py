@@ -16,7 +16,6 @@ until eviction.
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from actors.clock import Clock
 from actors.config import BerthConfig
 from actors.directory import Directory
 from actors.events import EventBus
+from actors.guarded_start import GuardedStart
 from actors.journal import Journal
 from actors.outcome import Rejected
 from actors.secret import Secret
@@ -64,7 +64,7 @@ class SessionDeps:
     directory: Directory | None = None
 
 
-class SessionActor(pykka.ThreadingActor):
+class SessionActor(GuardedStart, pykka.ThreadingActor):
     def __init__(
         self,
         session_id: str,
@@ -90,14 +90,6 @@ class SessionActor(pykka.ThreadingActor):
         self.handled = 0
 
     # ------------------------------------------------------------ lifecycle
-
-    def on_start(self) -> None:
-        """pykka does not call ``on_failure`` for a failing start: this does."""
-        try:
-            self._begin()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
 
     def _begin(self) -> None:
         self._timers = ActorTimers(self._deps.timers, self.actor_ref)

@@ -52,7 +52,7 @@ class SessionRules:
     needs_token: bool
     use_pool: bool
     agent_queue_limit: int = 1000
-    manager: ManagerRules = field(default_factory=ManagerRules)
+    manager: ManagerRules = field(default_factory=lambda: ManagerRules.of(BerthConfig()))
 
     @classmethod
     def of(cls, config: BerthConfig, spec: SessionSpec, use_pool: bool) -> SessionRules:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from actors.credentials import (
     read_credentials,
 )
 from actors.events import EventBus
+from actors.guarded_start import GuardedStart
 from actors.messages import (
     ActorRef,
     ChildFailed,
@@ -158,7 +158,7 @@ class _Flight:
     waiters: list[ActorRef] = dataclasses.field(default_factory=list)
 
 
-class TokenActor(pykka.ThreadingActor):
+class TokenActor(GuardedStart, pykka.ThreadingActor):
     def __init__(
         self,
         config: BerthConfig,
@@ -203,14 +203,6 @@ class TokenActor(pykka.ThreadingActor):
         self._timers: ActorTimers | None = None
 
     # ------------------------------------------------------------ lifecycle
-
-    def on_start(self) -> None:
-        """pykka does not call ``on_failure`` for a failing start: this does."""
-        try:
-            self._begin()
-        except Exception:
-            self.on_failure(*sys.exc_info())
-            raise
 
     def _begin(self) -> None:
         if self._timer_service is not None:

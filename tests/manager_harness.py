@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.config import BerthConfig
 from actors.effects import CancelTimer, Effect, StartTimer, ToAgent
 from actors.manager_core import step_manager
 from actors.manager_events import ChildStarted, ManagerInput, ManagerReady, OnboardingAnswered
@@ -27,7 +28,7 @@ class Sent:
 
 @dataclass
 class Harness:
-    config: ManagerRules = field(default_factory=ManagerRules)
+    config: ManagerRules = field(default_factory=lambda: ManagerRules.of(BerthConfig()))
     now: float = 1_000_000.0
     state: ManagerState = field(default_factory=lambda: ManagerState("mgr"))
     timers: dict[str, tuple[float, Any]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from actors.child_reports import (
     turn_ended,
     user_message,
 )
+from actors.config import BerthConfig
 from actors.effects import TellSession
 from actors.manager_events import (
     ChildActive,
@@ -24,7 +25,7 @@ from transport.protocol import SessionStatus as S
 
 
 def test_agent_traffic_is_reported_at_most_once_per_interval():
-    rules, link, told = ManagerRules(manager_activity_interval=1.0), ManagedBy("m"), []
+    rules, link, told = ManagerRules.of(BerthConfig(), manager_activity_interval=1.0), ManagedBy("m"), []
     effects: list[TellSession] = []
     for t in (0.0, 0.5, 0.999, 1.0, 1.5, 2.1):
         link, effects = agent_traffic(link, "c", 100 + t, rules)
@@ -49,7 +50,7 @@ def test_status_changes_map_to_reports_for_the_manager():
 
 
 def test_a_completed_turn_carries_only_that_turns_assistant_output_bounded_to_its_latest_part():
-    rules = ManagerRules(manager_child_output_limit=10)
+    rules = ManagerRules.of(BerthConfig(), manager_child_output_limit=10)
     link = assistant_said(ManagedBy("m"), "old turn", rules)
     link = user_message(link)
     link = assistant_said(link, "a1", rules)

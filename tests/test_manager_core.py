@@ -166,7 +166,7 @@ def test_a_streak_of_fast_turns_backs_the_nudge_off_exponentially_up_to_a_minute
 
 
 def test_a_slow_turn_or_a_long_answer_resets_the_streak():
-    config = ManagerRules()
+    config = ManagerRules.of(BerthConfig())
     assert [continue_delay(n, config) for n in (0, 1, 2, 3)] == [3.0, 3.0, 4.0, 8.0]
     h = idle_manager()
     h.state = replace(h.state, fast_streak=4)
