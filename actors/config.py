@@ -19,6 +19,23 @@ def default_state_dir() -> Path:
 #: The runners the session image knows (agent/config.py).
 AGENT_RUNNERS = ("builtin", "sdk")
 
+_POSITIVE_LIMITS = (
+    "max_request_bytes",
+    "max_client_frame_bytes",
+    "max_agent_frame_bytes",
+    "max_name_chars",
+    "max_model_chars",
+    "max_repo_url_chars",
+    "max_branch_chars",
+    "max_prompt_chars",
+    "max_answer_chars",
+    "max_answers",
+    "max_id_chars",
+    "max_reason_chars",
+    "agent_frame_rate",
+    "agent_frame_burst",
+)
+
 
 @dataclass(frozen=True)
 class BerthConfig:
@@ -121,6 +138,42 @@ class BerthConfig:
     #: Start Claude Code so that a session can be switched to ``dangerous`` later.
     claude_allow_dangerous: bool = True
 
+    #: uid:gid the Claude CLI and every tool the model runs use inside the
+    #: container; the agent (``container_user``) owns the secrets, this user
+    #: cannot read them. None: tools run as the agent (no separation).
+    tool_user: str | None = "1000:1000"
+
+    # Input limits (``transport.limits`` applies them; docs/protocol.md lists them).
+    #: Bytes of one REST request body (fits a maximal prompt, JSON-escaped).
+    max_request_bytes: int = 2 * 1024 * 1024
+    #: Bytes of one WebSocket message from a client.
+    max_client_frame_bytes: int = 2 * 1024 * 1024
+    #: Bytes of one WebSocket message from an agent (tool results can be big).
+    max_agent_frame_bytes: int = 8 * 1024 * 1024
+    #: Characters of a session name.
+    max_name_chars: int = 100
+    #: Characters of a model id (real ids are ~30; it travels in every update).
+    max_model_chars: int = 200
+    #: Characters of a repository URL.
+    max_repo_url_chars: int = 2048
+    #: Characters of a branch name.
+    max_branch_chars: int = 200
+    #: Characters of one prompt (~65k tokens; JSON-escaped it still fits a frame).
+    max_prompt_chars: int = 256 * 1024
+    #: Characters of one answer, question text or approval/denial message.
+    max_answer_chars: int = 16 * 1024
+    #: Answers in one ``answer_question`` (a question carries at most a few).
+    max_answers: int = 32
+    #: Characters of an id (session, approval, question, request id).
+    max_id_chars: int = 128
+    #: Characters of a terminate reason.
+    max_reason_chars: int = 1000
+    #: Frames per second an agent may send, sustained; above it the server
+    #: stops reading its socket until the budget refills (nothing is dropped).
+    agent_frame_rate: float = 2000.0
+    #: Frames an agent may send in a burst above ``agent_frame_rate``.
+    agent_frame_burst: int = 20_000
+
     def __post_init__(self) -> None:
         if self.max_sessions < 0:
             raise ValueError("max_sessions must be >= 0 (0 means no limit)")
@@ -152,7 +205,7 @@ class BerthConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")
         limits = ("manager_child_output_limit", "manager_approval_input_limit", "manager_event_queue_limit")
-        for name in limits:
+        for name in (*limits, *_POSITIVE_LIMITS):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():

@@ -9,6 +9,7 @@ answered with a ``protocol_error`` and the connection stays up.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +17,11 @@ import pykka
 
 from actors.api import Berth, BerthError
 from actors.messages import AgentAttached, AgentDetached, FromAgent, PoolAgentAttached, SessionEntry
+from transport.agent_guard import AgentGuards
 from transport.auth import bearer, matches
 from transport.connection import Connection
 from transport.http import error_response
-from transport.protocol import FrameError, ProtocolError, ServerToAgent, decode_agent_frame
+from transport.protocol import FrameError, ProtocolError, ServerToAgent
 from transport.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -44,23 +46,33 @@ class AgentConnection:
 
 
 def serve_agent(
-    environ: dict[str, Any], berth: Berth, session_id: str, settings: ServerSettings, registry: Any
+    environ: dict[str, Any],
+    berth: Berth,
+    session_id: str,
+    settings: ServerSettings,
+    registry: Any,
+    guards: AgentGuards,
 ) -> Any:
     try:
         entry = berth.lookup(session_id)
     except BerthError:
-        return error_response(404, f"no session with id {session_id!r}")
-    return _serve(environ, entry, AgentAttached, settings, registry)
+        return error_response(404, "no such session")
+    return _serve(environ, entry, AgentAttached, settings, registry, guards)
 
 
 def serve_pooled_agent(
-    environ: dict[str, Any], berth: Berth, slot: str, settings: ServerSettings, registry: Any
+    environ: dict[str, Any],
+    berth: Berth,
+    slot: str,
+    settings: ServerSettings,
+    registry: Any,
+    guards: AgentGuards,
 ) -> Any:
     """A pre-started agent waiting in the warm pool for its ``assign`` frame."""
     entry = berth.pool_directory.get(slot)
     if entry is None:
-        return error_response(404, f"no pool slot {slot!r}")
-    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), settings, registry)
+        return error_response(404, "no such pool slot")
+    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), settings, registry, guards)
 
 
 def _serve(
@@ -69,6 +81,7 @@ def _serve(
     attached: Callable[[AgentConnection], Any],
     settings: ServerSettings,
     registry: Any,
+    guards: AgentGuards,
 ) -> Any:
     if not matches(bearer(environ.get("HTTP_AUTHORIZATION")), entry.agent_token):
         return error_response(401, "wrong or missing session token")
@@ -76,15 +89,21 @@ def _serve(
         return error_response(410, f"session {entry.session_id} has ended")
     ref = entry.ref
     connection = Connection(
-        environ, "agent", settings.agent_outbox_limit, settings.max_message_size, settings.ping_interval
+        environ,
+        "agent",
+        settings.agent_outbox_limit,
+        guards.limits.agent_frame_bytes,
+        settings.ping_interval,
     )
     registry.add(connection)
     link = AgentConnection(connection)
+    guard = guards.for_key(entry.session_id)
     try:
         ref.tell(attached(link))
         for data in connection.frames():
+            connection.stopping.wait(guard.pause(time.monotonic()))  # over budget: read later
             try:
-                frame = decode_agent_frame(data)
+                frame = guard.check(data)
             except FrameError as exc:
                 connection.send(ProtocolError(message=str(exc), session_id=entry.session_id))
                 continue

@@ -20,7 +20,7 @@ from typing import Any
 from actors.runtime import EngineUnavailable, ExternalRuntime
 from actors.secret import Secret
 from transport import cli_commands, config_loader
-from transport.auth import API_TOKEN_FILE, load_or_create_api_token
+from transport.auth import API_TOKEN_FILE, load_or_create_api_token, read_token_file
 from transport.cli_client import SERVER_URL_FILE, Client, Refused, Unreachable, find_server
 from transport.cli_view import dump_json
 from transport.config_loader import ConfigError, Loaded
@@ -105,16 +105,16 @@ def _serve(args: argparse.Namespace, loaded: Loaded) -> int:
     options: dict[str, Any] = {}
     if args.runtime == "external":
         options["runtime"] = ExternalRuntime()
-    if args.api_token_file:
-        token = Secret(Path(args.api_token_file).read_text().strip())
-        print(f"API token: read from {args.api_token_file}", flush=True)
-    else:
-        token, created = load_or_create_api_token(config.state_dir)
-        token_file = config.state_dir / API_TOKEN_FILE
-        print(f"API token: kept in {token_file} (mode 0600)", flush=True)
-        if created:
-            print(f"New API token (shown only now): {token.reveal()}", flush=True)
-    try:
+    try:  # a missing, empty or weak token file, a port in use, a full disk: one line
+        if args.api_token_file:
+            token = read_token_file(Path(args.api_token_file))
+            print(f"API token: read from {args.api_token_file}", flush=True)
+        else:
+            token, created = load_or_create_api_token(config.state_dir)
+            token_file = config.state_dir / API_TOKEN_FILE
+            print(f"API token: kept in {token_file} (mode 0600)", flush=True)
+            if created:
+                print(f"New API token (shown only now): {token.reveal()}", flush=True)
         running = start_server(config, settings, api_token=token, **options)
     except (EngineUnavailable, ValueError) as exc:
         print(f"berth: {exc}", file=sys.stderr)

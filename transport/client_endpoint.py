@@ -18,6 +18,8 @@ from actors.api import Berth, BerthError
 from actors.outcome import Rejected
 from transport import protocol as p
 from transport.connection import Connection
+from transport.limits import InputRefused, Limits
+from transport.validate import check_client_frame
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,10 @@ SLOW_CLIENT = 4008
 
 
 class ClientSession:
-    def __init__(self, connection: Connection, berth: Berth) -> None:
+    def __init__(self, connection: Connection, berth: Berth, limits: Limits) -> None:
         self._connection = connection
         self._berth = berth
+        self._limits = limits
         self._subscriptions: dict[str, Callable[[], None]] = {}
 
     def run(self) -> None:
@@ -52,6 +55,11 @@ class ClientSession:
         except p.FrameError as exc:
             self._connection.send(p.ProtocolError(message=str(exc)))
             return
+        try:
+            check_client_frame(frame, self._limits)
+        except InputRefused as exc:
+            self._refuse(frame, str(exc))
+            return
         if isinstance(frame, p.CreateSessionFrame):
             self._create(frame)
             return
@@ -65,6 +73,18 @@ class ClientSession:
             self._reply(frame, Rejected(str(exc), exc.code))
             return
         self._reply(frame, None)
+
+    def _refuse(self, frame: p.ClientToServer, reason: str) -> None:
+        """A frame over a limit: a protocol_error that echoes no over-long id."""
+        short = self._limits.id_chars
+        sid = getattr(frame, "session_id", None)
+        self._connection.send(
+            p.ProtocolError(
+                message=reason,
+                session_id=sid if sid is not None and len(sid) <= short else None,
+                request_id=frame.request_id if len(frame.request_id or "") <= short else None,
+            )
+        )
 
     def _create(self, frame: p.CreateSessionFrame) -> None:
         spec = {f: getattr(frame, f) for f in frame.__struct_fields__ if f != "request_id"}

@@ -13,9 +13,15 @@ are what crosses the wire and what the session actor hands out as snapshots.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+#: A cost in USD: never negative, never infinite (JSON has no NaN; a huge
+#: exponent is refused as out of range).
+Cost = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+#: A token, turn or millisecond count.
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class SessionStatus(StrEnum):
@@ -35,6 +41,8 @@ class SessionStatus(StrEnum):
 
 PermissionMode = Literal["normal", "auto_edits", "dangerous", "plan"]
 PERMISSION_MODES: tuple[str, ...] = ("normal", "auto_edits", "dangerous", "plan")
+#: The runners a session image carries (``agent.config.RunnerKind``).
+RUNNERS: tuple[str, ...] = ("builtin", "sdk")
 
 MessageKind = Literal["user", "assistant", "tool_call", "tool_result", "system", "error"]
 
@@ -57,13 +65,13 @@ class ChatMessage(_Record, frozen=True):
 
 
 class ContextUsage(_Record, frozen=True):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_creation_tokens: int = 0
-    context_window: int | None = None
-    num_turns: int = 0
-    duration_ms: int = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cache_creation_tokens: Count = 0
+    context_window: Count | None = None
+    num_turns: Count = 0
+    duration_ms: Count = 0
 
 
 class PendingApproval(_Record, frozen=True):
@@ -179,7 +187,7 @@ class Question(_Frame, tag="question", frozen=True):
 
 class Result(_Frame, tag="result", frozen=True):
     result: str | None = None
-    cost_usd: float = 0.0
+    cost_usd: Cost = 0.0
     is_error: bool = False
     context_usage: ContextUsage | None = None
 
@@ -194,7 +202,7 @@ class StatusUpdate(_Frame, tag="status_update", frozen=True):
 class SessionInfoUpdate(_Frame, tag="session_info_update", frozen=True):
     model: str | None = None
     permission_mode: PermissionMode | None = None
-    total_cost_usd: float | None = None
+    total_cost_usd: Cost | None = None
     context_usage: ContextUsage | None = None
 
 

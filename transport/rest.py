@@ -2,7 +2,9 @@
 
 Request bodies are typed msgspec structs, so a malformed body is answered
 with 400 and the validation message; refused commands keep the status code
-the actor chose (404 unknown, 409 wrong state, 429 limit).
+the actor chose (404 unknown, 409 wrong state, 429 limit). A body larger than
+``Limits.request_bytes`` is never read (413), and every field is checked
+against its limit before the call reaches a session (400 naming the field).
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import msgspec
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from actors.api import Berth
 from actors.messages import SessionView
+from transport import validate
 from transport.http import error_response, json_response
+from transport.limits import InputRefused, Limits, check_text, too_large
 
 T = TypeVar("T")
 
@@ -106,8 +111,13 @@ def view_body(view: SessionView) -> dict[str, Any]:
     }
 
 
-def _body(request: Request, kind: type[T]) -> T:
-    data = request.get_data() or b"{}"
+def _body(request: Request, kind: type[T], limits: Limits) -> T:
+    """The decoded body; read only up to the limit (Content-Length is checked first)."""
+    request.max_content_length = limits.request_bytes
+    try:
+        data = request.get_data() or b"{}"
+    except RequestEntityTooLarge:
+        raise BodyTooLarge(too_large("the request body", limits.request_bytes)) from None
     try:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
@@ -117,17 +127,41 @@ def _body(request: Request, kind: type[T]) -> T:
 
 
 class BadBody(ValueError):
-    pass
+    """Answered with 400."""
+
+
+class BodyTooLarge(ValueError):
+    """Answered with 413; the connection is closed (the rest of the body is unread)."""
+
+
+def too_large_response(exc: BodyTooLarge) -> Response:
+    response = error_response(413, str(exc))
+    response.headers["Connection"] = "close"
+    return response
 
 
 def handle(
-    berth: Berth, request: Request, endpoint: str, sid: str | None, manager: str | None = None
+    berth: Berth,
+    request: Request,
+    endpoint: str,
+    sid: str | None,
+    limits: Limits,
+    manager: str | None = None,
 ) -> Response:
-    """One REST call; BerthError and BadBody are turned into responses by the caller.
+    """One REST call; BerthError, BadBody and BodyTooLarge become responses in the caller.
 
     ``manager``: the call was made with that manager's token (transport.scopes
     already checked it may); it lists only its children and creates only children.
     """
+    try:
+        return _handle(berth, request, endpoint, sid, limits, manager)
+    except InputRefused as exc:
+        raise BadBody(str(exc)) from None
+
+
+def _handle(
+    berth: Berth, request: Request, endpoint: str, sid: str | None, limits: Limits, manager: str | None
+) -> Response:
     match endpoint:
         case "health":
             return json_response({"ok": True})
@@ -135,12 +169,23 @@ def handle(
             listed = berth.list_sessions() if manager is None else berth.children_of(manager)
             return json_response({"sessions": listed})
         case "create":
-            body = _body(request, CreateBody)
+            body = _body(request, CreateBody, limits)
             if manager is not None and body.manager:
                 raise BadBody("a manager's child cannot itself be a manager")
-            new = berth.create_session(**msgspec.structs.asdict(body), managed_by=manager)
+            fields = msgspec.structs.asdict(body)
+            validate.check_create(
+                limits,
+                name=body.name,
+                repo_url=body.repo_url,
+                branch=body.branch,
+                permission_mode=body.permission_mode,
+                model=body.model,
+                runner=body.runner,
+            )
+            new = berth.create_session(**fields, managed_by=manager)
             return json_response(view_body(berth.get_session(new)), 201)
     assert sid is not None
+    validate.check_session_id(sid, limits)
     match endpoint:
         case "get":
             return json_response(view_body(berth.get_session(sid)))
@@ -148,28 +193,41 @@ def handle(
             berth.delete_session(sid)
             return Response(status=204)
         case "message":
-            berth.send_message(sid, _body(request, MessageBody).content)
+            content = _body(request, MessageBody, limits).content
+            check_text("content", content, limits.prompt_chars)
+            berth.send_message(sid, content)
         case "approve":
-            approve = _body(request, ApproveBody)
+            approve = _body(request, ApproveBody, limits)
+            check_text("approvalId", approve.approval_id, limits.id_chars)
+            check_text("message", approve.message, limits.answer_chars)
             berth.answer_approval(sid, approve.approval_id, approve.allow, approve.message)
         case "answer":
-            answer = _body(request, AnswerBody)
+            answer = _body(request, AnswerBody, limits)
+            check_text("questionId", answer.question_id, limits.id_chars)
+            validate.check_answers(answer.answers, limits)
             berth.answer_question(sid, answer.question_id, answer.answers)
         case "interrupt":
             berth.interrupt(sid)
         case "settings":
-            settings = _body(request, SettingsBody)
+            settings = _body(request, SettingsBody, limits)
+            validate.check_settings(limits, settings.name, settings.permission_mode)
             berth.update_settings(sid, name=settings.name, permission_mode=settings.permission_mode)
         case "model":
-            berth.set_model(sid, _body(request, ModelBody).model)
+            model = _body(request, ModelBody, limits).model
+            check_text("model", model, limits.model_chars)
+            berth.set_model(sid, model)
         case "models":
             berth.request_models(sid)
         case "terminate":
-            berth.terminate_session(sid, _body(request, TerminateBody).reason)
+            reason = _body(request, TerminateBody, limits).reason
+            check_text("reason", reason, limits.reason_chars)
+            berth.terminate_session(sid, reason)
         case "manager_step":
-            berth.report_step(sid, _body(request, StepBody).step)
+            step = _body(request, StepBody, limits).step
+            check_text("step", step, limits.answer_chars)
+            berth.report_step(sid, step)
         case "manager_pause":
-            berth.pause_manager(sid, _body(request, PauseBody).resume_at)
+            berth.pause_manager(sid, _body(request, PauseBody, limits).resume_at)
         case "manager_resume":
             berth.resume_manager(sid)
         case _:

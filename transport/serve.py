@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -9,6 +10,7 @@ from actors.api import Berth
 from actors.config import BerthConfig
 from actors.secret import Secret
 from transport.auth import load_or_create_api_token
+from transport.limits import Limits
 from transport.server import BerthServer
 from transport.settings import ServerSettings
 
@@ -33,17 +35,25 @@ def agent_url(settings: ServerSettings, port: int) -> str:
     return f"ws://{host}:{port}"
 
 
+class StartupFailed(ValueError):
+    """The server cannot start; the message is one line that names the fix."""
+
+
 def start_server(
     config: BerthConfig,
     settings: ServerSettings | None = None,
     api_token: Secret | None = None,
     **berth_options: Any,
 ) -> RunningServer:
+    """Raises ValueError (a ``TokenFileError`` or ``StartupFailed``) or
+    ``EngineUnavailable``, each with a one-line message naming the fix."""
     settings = settings or ServerSettings()
     new = False
     if api_token is None:
         api_token, new = load_or_create_api_token(config.state_dir)
-    server = BerthServer(settings, api_token)
+    elif not api_token:
+        raise StartupFailed("the API token is empty: the server would let anyone in; give it a random token")
+    server = _bind(settings, api_token, Limits.from_config(config))
     try:
         config = replace(config, server_url=agent_url(settings, server.port))
         berth = Berth.start(config, **berth_options)
@@ -57,3 +67,19 @@ def start_server(
         berth.shutdown()
         raise
     return RunningServer(berth, server, api_token, new)
+
+
+def _bind(settings: ServerSettings, api_token: Secret, limits: Limits) -> BerthServer:
+    try:
+        return BerthServer(settings, api_token, limits)
+    except OSError as exc:
+        where = f"{settings.host}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupFailed(
+                f"port {settings.port} on {settings.host} is already in use (another `berth serve`?): "
+                "stop that server or choose another --port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise StartupFailed(f"not allowed to listen on {where}: choose a --port above 1023") from None
+        detail = exc.strerror or exc
+        raise StartupFailed(f"cannot listen on {where}: {detail}; check --host and --port") from None

@@ -22,10 +22,12 @@ from actors.config import BerthConfig
 from actors.secret import Secret
 from transport import rest, web
 from transport.agent_endpoint import serve_agent, serve_pooled_agent
+from transport.agent_guard import AgentGuards
 from transport.auth import bearer
 from transport.client_endpoint import ClientSession
 from transport.connection import Connection
 from transport.http import error_response
+from transport.limits import Limits
 from transport.scopes import FULL, Scope, refusal, scope_for
 from transport.settings import ServerSettings
 from transport.v1.app import SessionsApi
@@ -72,8 +74,12 @@ class _ConnectionRegistry:
 
 
 class BerthServer:
-    def __init__(self, settings: ServerSettings, api_token: Secret) -> None:
+    def __init__(self, settings: ServerSettings, api_token: Secret, limits: Limits) -> None:
+        if not api_token.reveal():
+            raise ValueError("the API token is empty: the server would accept anyone")
         self.settings = settings
+        self.limits = limits
+        self._guards = AgentGuards(limits)
         self._api_token = api_token
         self._berth: Berth | None = None
         self.connections = _ConnectionRegistry()
@@ -143,12 +149,12 @@ class BerthServer:
             return error_response(exc.code or 404, exc.description or "not found")
         if endpoint == "pool_agent_ws":
             pooled: Response | None = serve_pooled_agent(
-                environ, berth, args["sid"], self.settings, self.connections
+                environ, berth, args["sid"], self.settings, self.connections, self._guards
             )
             return pooled
         if endpoint == "agent_ws":
             refused: Response | None = serve_agent(
-                environ, berth, args["sid"], self.settings, self.connections
+                environ, berth, args["sid"], self.settings, self.connections, self._guards
             )
             return refused
         scope = FULL if endpoint == "health" else self._scope(request, berth)
@@ -161,11 +167,13 @@ class BerthServer:
             self._serve_client(environ, berth)
             return None
         try:
-            return rest.handle(berth, request, endpoint, args.get("sid"), scope.manager_id)
+            return rest.handle(berth, request, endpoint, args.get("sid"), self.limits, scope.manager_id)
         except BerthError as exc:
             return error_response(exc.code, str(exc))
         except rest.BadBody as exc:
             return error_response(400, str(exc))
+        except rest.BodyTooLarge as exc:
+            return rest.too_large_response(exc)
 
     def _is_manager_token(self, request: Request, berth: Berth) -> bool:
         scope = self._scope(request, berth)
@@ -177,10 +185,12 @@ class BerthServer:
 
     def _serve_client(self, environ: dict[str, Any], berth: Berth) -> None:
         s = self.settings
-        connection = Connection(environ, "client", s.client_outbox_limit, s.max_message_size, s.ping_interval)
+        connection = Connection(
+            environ, "client", s.client_outbox_limit, self.limits.client_frame_bytes, s.ping_interval
+        )
         self.connections.add(connection)
         try:
-            ClientSession(connection, berth).run()
+            ClientSession(connection, berth, self.limits).run()
         finally:
             connection.finish()
             self.connections.discard(connection)

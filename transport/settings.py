@@ -12,7 +12,6 @@ class ServerSettings:
     #: Frames queued for one client before it is cut off as too slow.
     client_outbox_limit: int = 20_000
     agent_outbox_limit: int = 20_000
-    max_message_size: int = 8 * 1024 * 1024
     #: Seconds between pings that detect dead peers; None disables them.
     ping_interval: float | None = 20.0
 

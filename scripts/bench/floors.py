@@ -48,6 +48,7 @@ def run_echo() -> int:
     import simple_websocket
     from werkzeug.serving import WSGIRequestHandler, make_server
 
+    from actors.config import BerthConfig
     from transport.settings import ServerSettings
 
     settings = ServerSettings()
@@ -62,7 +63,9 @@ def run_echo() -> int:
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         ws = simple_websocket.Server.accept(
-            environ, max_message_size=settings.max_message_size, ping_interval=settings.ping_interval
+            environ,
+            max_message_size=BerthConfig().max_agent_frame_bytes,
+            ping_interval=settings.ping_interval,
         )
         try:
             while True:

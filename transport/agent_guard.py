@@ -1,0 +1,112 @@
+"""What the server accepts from an agent: frame rules and a per-session frame rate.
+
+An agent is less trusted than a client: it runs next to code the model
+wrote. Decoding (``transport.protocol``) already refuses negative or
+non-finite costs and usage; this module adds the rules a schema cannot say
+and a frame budget per session. Both are pure (no sockets, no sleeping), so
+whatever reads agent sockets calls them with the bytes and the time:
+
+    pause = guard.pause(time.monotonic())   # seconds to wait before reading on
+    frame = guard.check(data)               # the frame, or FrameError
+
+Over its budget an agent is slowed down, not cut off or dropped: the reader
+waits ``pause`` seconds before it reads again, so TCP pushes back on the
+agent, whose own outbox holds the frames meanwhile; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from transport.limits import Limits
+from transport.protocol import (
+    AgentToServer,
+    FrameError,
+    SdkMessage,
+    SessionInfoUpdate,
+    decode_agent_frame,
+)
+
+#: Sessions whose frame budgets are remembered (least recently seen dropped first).
+MAX_TRACKED = 10_000
+
+
+class FrameRate:
+    """A token bucket: ``rate`` frames per second sustained, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> float:
+        """Spend one frame; the seconds to wait first (0.0 within the budget)."""
+        elapsed = max(0.0, now - self._last)
+        self._last = now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate) - 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+
+class SessionRates:
+    """One ``FrameRate`` per session, kept across reconnects (a new connection
+    does not get a fresh budget). Thread-safe: each agent socket has a reader."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._rates: OrderedDict[str, FrameRate] = OrderedDict()
+
+    def take(self, key: str, now: float) -> float:
+        with self._lock:
+            rate = self._rates.get(key)
+            if rate is None:
+                rate = FrameRate(self._limits.agent_frame_rate, self._limits.agent_frame_burst, now)
+                self._rates[key] = rate
+                if len(self._rates) > MAX_TRACKED:
+                    self._rates.popitem(last=False)
+            else:
+                self._rates.move_to_end(key)
+            return rate.take(now)
+
+
+def check_agent_frame(frame: AgentToServer, limits: Limits) -> None:
+    """Raise FrameError if an agent may not send ``frame``."""
+    match frame:
+        case SdkMessage(message=message) if message.kind == "user":
+            raise FrameError(
+                "agents may not author 'user' messages: the server records what the user sent"
+            )
+        case SessionInfoUpdate(model=model) if model is not None and len(model) > limits.model_chars:
+            raise FrameError(f"model is {len(model)} characters long; the limit is {limits.model_chars}")
+        case _:
+            pass
+
+
+class AgentGuard:
+    """The checks for one agent connection of session (or pool slot) ``key``."""
+
+    def __init__(self, key: str, limits: Limits, rates: SessionRates) -> None:
+        self._key = key
+        self._limits = limits
+        self._rates = rates
+
+    def pause(self, now: float) -> float:
+        return self._rates.take(self._key, now)
+
+    def check(self, data: str | bytes) -> AgentToServer:
+        frame = decode_agent_frame(data)
+        check_agent_frame(frame, self._limits)
+        return frame
+
+
+class AgentGuards:
+    """Makes the guard of each agent connection; one per server."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._rates = SessionRates(limits)
+
+    def for_key(self, key: str) -> AgentGuard:
+        return AgentGuard(key, self.limits, self._rates)
