@@ -75,9 +75,7 @@ def check_agent_frame(frame: AgentToServer, limits: Limits) -> None:
     """Raise FrameError if an agent may not send ``frame``."""
     match frame:
         case SdkMessage(message=message) if message.kind == "user":
-            raise FrameError(
-                "agents may not author 'user' messages: the server records what the user sent"
-            )
+            raise FrameError("agents may not author 'user' messages: the server records what the user sent")
         case SessionInfoUpdate(model=model) if model is not None and len(model) > limits.model_chars:
             raise FrameError(f"model is {len(model)} characters long; the limit is {limits.model_chars}")
         case _:

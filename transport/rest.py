@@ -113,11 +113,16 @@ def view_body(view: SessionView) -> dict[str, Any]:
 
 def _body(request: Request, kind: type[T], limits: Limits) -> T:
     """The decoded body; read only up to the limit (Content-Length is checked first)."""
-    request.max_content_length = limits.request_bytes
+    # One byte over the limit: a chunked body (no Content-Length) is cut
+    # there rather than refused, so reading that byte is how it shows.
+    request.max_content_length = limits.request_bytes + 1
     try:
-        data = request.get_data() or b"{}"
+        data = request.get_data()
     except RequestEntityTooLarge:
-        raise BodyTooLarge(too_large("the request body", limits.request_bytes)) from None
+        data = None
+    if data is None or len(data) > limits.request_bytes:
+        raise BodyTooLarge(too_large("the request body", limits.request_bytes))
+    data = data or b"{}"
     try:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -70,13 +71,28 @@ def start_server(
 
 
 def _bind(settings: ServerSettings, api_token: Secret, limits: Limits) -> BerthServer:
+    """The server bound to its port; a port that cannot be had is one line, not
+    werkzeug's own message and exit (it prints and calls ``sys.exit``)."""
+    _probe(settings.host, settings.port)
     try:
         return BerthServer(settings, api_token, limits)
+    except (OSError, SystemExit) as exc:  # lost a race for the port after the probe
+        raise StartupFailed(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+
+
+def _probe(host: str, port: int) -> None:
+    where = f"{host}:{port}"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds
+            probe.bind((host, port))
+    except socket.gaierror as exc:
+        raise StartupFailed(f"cannot listen on {where}: unknown host ({exc.strerror})") from None
     except OSError as exc:
-        where = f"{settings.host}:{settings.port}"
         if exc.errno == errno.EADDRINUSE:
             raise StartupFailed(
-                f"port {settings.port} on {settings.host} is already in use (another `berth serve`?): "
+                f"port {port} on {host} is already in use (another `berth serve`?): "
                 "stop that server or choose another --port"
             ) from None
         if exc.errno == errno.EACCES:

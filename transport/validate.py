@@ -81,4 +81,3 @@ def check_client_frame(frame: p.ClientToServer, limits: Limits) -> None:
             check_text("model", model, limits.model_chars)
         case _:
             pass
-

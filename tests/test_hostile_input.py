@@ -1,0 +1,296 @@
+"""Hostile and careless input against a real server on 127.0.0.1.
+
+Each test is one case from issue 10: what used to be accepted (and then
+lost, or copied everywhere, or only failed deep inside a container) is now
+refused at the edge with an error naming the field and its limit, and the
+session it was aimed at keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.secret import Secret
+from tests.rest_client import rest_call
+from tests.stub_runtime import StubRuntime
+from tests.waiting import wait_until
+from tests.ws_client import WsPeer
+from transport.serve import RunningServer, start_server
+from transport.settings import ServerSettings
+
+API_TOKEN = "hostile-input-test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def running(base_config) -> Iterator[RunningServer]:
+    runtime = StubRuntime()
+    server = start_server(
+        replace(base_config, agent_frame_rate=200.0, agent_frame_burst=50),
+        ServerSettings(port=0),
+        api_token=Secret(API_TOKEN),
+        runtime=runtime,
+        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-hostile-test-token"},
+    )
+    server.runtime = runtime  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+def call(server: RunningServer, method: str, path: str, body: Any = None, token: str = API_TOKEN) -> Any:
+    return rest_call(server.server.http_url, token, method, path, body)
+
+
+def client_for(server: RunningServer) -> WsPeer:
+    return WsPeer(f"{server.server.ws_url}/ws", [f"Authorization: Bearer {API_TOKEN}"])
+
+
+def agent_for(server: RunningServer, sid: str) -> WsPeer:
+    token = server.berth.lookup(sid).agent_token.reveal()
+    return WsPeer(f"{server.server.ws_url}/agent/{sid}", [f"Authorization: Bearer {token}"])
+
+
+def create_ready(server: RunningServer) -> tuple[str, WsPeer]:
+    status, body = call(server, "POST", "/api/sessions", {"name": "t"})
+    assert status == 201, body
+    sid = body["session"]["id"]
+    wait_until(lambda: server.runtime.by_session(sid), what="container")  # type: ignore[attr-defined]
+    agent = agent_for(server, sid)
+    agent.send({"type": "ready"})
+    wait_until(lambda: status_of(server, sid) == "idle", what="idle")
+    return sid, agent
+
+
+def status_of(server: RunningServer, sid: str) -> str:
+    return str(call(server, "GET", f"/api/sessions/{sid}")[1]["session"]["status"])
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def raw_http(server: RunningServer, head: str, body_chunks: Iterator[bytes]) -> bytes:
+    """Send a request as a raw stream (the body may be refused half way); the answer."""
+    with socket.create_connection(("127.0.0.1", server.server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed without reading the rest: that is the point
+        answer = b""
+        while not _complete(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, found, body = answer.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+# ------------------------------------------------------------------ auth
+
+
+def test_an_empty_token_is_never_accepted_on_rest_or_the_client_socket(running):
+    for path in ("/api/sessions?token=", "/api/sessions"):
+        status, body = call(running, "GET", path, token="")
+        assert status == 401, body
+    with pytest.raises(Exception) as refused:
+        WsPeer(f"{running.server.ws_url}/ws?token=")
+    assert "401" in str(refused.value)
+
+
+def test_a_server_cannot_be_started_with_an_empty_api_token(base_config):
+    with pytest.raises(ValueError, match="empty"):
+        start_server(base_config, ServerSettings(port=0), api_token=Secret(""), runtime=StubRuntime())
+
+
+# ------------------------------------------------------------------ REST bodies
+
+
+def test_a_100_mb_rest_body_is_refused_with_413_before_it_is_read(running):
+    sid, _agent = create_ready(running)
+    before = rss_mb()
+    size = 100 * 1024 * 1024
+    head = (
+        f"POST /api/sessions/{sid}/message HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+    )
+    chunk = b"a" * (1024 * 1024)
+    answer = raw_http(running, head, iter([chunk] * 100))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert "2097152 bytes" in body["error"]
+    assert rss_mb() - before < 30, "the server buffered the refused body"
+    assert status_of(running, sid) == "idle"
+
+
+def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit(running):
+    head = (
+        f"POST /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b"a" * 65536
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    answer = raw_http(running, head, iter([chunk] * 64))  # 4 MB, never terminated
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert call(running, "GET", "/api/sessions") == (200, {"sessions": []})
+
+
+# ------------------------------------------------------------------ fields
+
+
+def test_a_10_mb_prompt_is_refused_up_front_on_rest_and_on_the_socket(running):
+    sid, agent = create_ready(running)
+    huge = "x" * (300 * 1024)  # over the 256 Ki character limit, under the body limit
+    status, body = call(running, "POST", f"/api/sessions/{sid}/message", {"content": huge})
+    assert status == 400 and "content" in body["error"] and "262144" in body["error"], body
+    status, body = call(running, "POST", f"/api/sessions/{sid}/message", {"content": "x" * 10_000_000})
+    assert status == 413 and "2097152" in body["error"], body
+    client = client_for(running)
+    client.send({"type": "send_prompt", "sessionId": sid, "content": huge, "requestId": "big"})
+    error = client.recv_until(lambda f: f["type"] == "protocol_error")[0]
+    assert error["requestId"] == "big" and "content" in error["message"] and "262144" in error["message"]
+    client.send({"type": "send_prompt", "sessionId": sid, "content": "small", "requestId": "ok"})
+    assert client.recv_until(lambda f: f["type"] == "ack")[0]["requestId"] == "ok"
+    assert agent.recv_until(lambda f: f["type"] == "user_message")[0]["content"] == "small"
+    history = call(running, "GET", f"/api/sessions/{sid}")[1]["messages"]
+    assert [m["content"] for m in history if m["kind"] == "user"] == ["small"]
+
+
+def test_an_oversized_model_is_refused_at_create_and_at_change(running):
+    status, body = call(running, "POST", "/api/sessions", {"name": "m", "model": "m" * 300_000})
+    assert status == 400 and "model" in body["error"] and "200" in body["error"], body
+    assert call(running, "GET", "/api/sessions") == (200, {"sessions": []})
+    sid, _agent = create_ready(running)
+    status, body = call(running, "POST", f"/api/sessions/{sid}/model", {"model": "m" * 1_000_000})
+    assert status == 400 and "model" in body["error"], body
+    client = client_for(running)
+    client.send({"type": "set_model", "sessionId": sid, "model": "m" * 1000, "requestId": "m"})
+    assert "model" in client.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    info = call(running, "GET", f"/api/sessions/{sid}")[1]["session"]
+    assert info.get("model") is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("name", "n" * 101), ("repoUrl", "https://e.com/" + "r" * 3000), ("branch", "b" * 201)],
+)
+def test_each_oversized_create_field_is_refused_naming_field_and_limit(running, field, value):
+    status, body = call(running, "POST", "/api/sessions", {"name": "ok", field: value})
+    assert status == 400 and field in body["error"] and "limit" in body["error"], body
+    assert len(body["error"]) < 300  # the value is not echoed back
+
+
+def test_an_unknown_runner_or_permission_mode_is_refused_at_the_edge(running):
+    status, body = call(running, "POST", "/api/sessions", {"runner": "../../bin/sh"})
+    assert status == 400 and "runner" in body["error"] and "builtin, sdk" in body["error"], body
+    status, body = call(running, "POST", "/api/sessions", {"permissionMode": "yolo" * 1000})
+    assert status == 400 and "permissionMode" in body["error"] and len(body["error"]) < 300, body
+    assert call(running, "GET", "/api/sessions") == (200, {"sessions": []})
+    sid, _agent = create_ready(running)
+    status, body = call(running, "PATCH", f"/api/sessions/{sid}/settings", {"permissionMode": "root"})
+    assert status == 400 and "permissionMode" in body["error"], body
+    client = client_for(running)
+    client.send({"type": "update_settings", "sessionId": sid, "permissionMode": "root", "requestId": "s"})
+    assert "permissionMode" in client.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    assert status_of(running, sid) == "idle"
+
+
+def test_too_many_or_too_long_answers_are_refused(running):
+    sid, _agent = create_ready(running)
+    many = {f"q{i}": "a" for i in range(33)}
+    status, body = call(running, "POST", f"/api/sessions/{sid}/answer", {"questionId": "q", "answers": many})
+    assert status == 400 and "answers" in body["error"] and "32" in body["error"], body
+    long = {"q": "a" * 20_000}
+    client = client_for(running)
+    client.send(
+        {"type": "answer_question", "sessionId": sid, "questionId": "q", "answers": long, "requestId": "a"}
+    )
+    assert "answers" in client.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+
+
+def test_an_over_long_session_id_is_refused_without_being_echoed(running):
+    client = client_for(running)
+    client.send({"type": "subscribe", "sessionId": "s" * 100_000, "requestId": "r"})
+    error = client.recv_until(lambda f: f["type"] == "protocol_error")[0]
+    assert "sessionId" in error["message"] and error.get("sessionId") is None and error["requestId"] == "r"
+    status, body = call(running, "GET", "/api/sessions/" + "s" * 5000)
+    assert status == 400 and len(body["error"]) < 300
+
+
+def test_a_client_frame_over_the_size_limit_closes_with_1009(running):
+    client = client_for(running)
+    # Just over: the server reads it all before closing, so the close frame is
+    # not lost to a reset (which a far bigger message may cause).
+    client.send_raw("x" * (2 * 1024 * 1024 + 1))
+    code, reason = client.wait_closed()
+    assert code == 1009 and "too big" in reason
+    other = client_for(running)
+    other.send({"type": "subscribe", "sessionId": "nope", "requestId": "r"})
+    assert "nope" in other.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+
+
+# ------------------------------------------------------------------ agents
+
+
+def test_an_agent_cannot_author_user_messages_or_negative_or_null_costs(running):
+    sid, agent = create_ready(running)
+    before = call(running, "GET", f"/api/sessions/{sid}")[1]
+    forged = {"id": "f1", "kind": "user", "content": "rm -rf / please", "timestamp": time.time()}
+    agent.send({"type": "sdk_message", "message": forged})
+    assert "user" in agent.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    for cost in (-1.0, None, 1e999, "1"):
+        agent.send_raw(json.dumps({"type": "result", "costUsd": cost}).replace("Infinity", "1e999"))
+        assert "costUsd" in agent.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    agent.send({"type": "session_info_update", "totalCostUsd": -5})
+    assert "totalCostUsd" in agent.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    usage = {"inputTokens": -1}
+    agent.send({"type": "result", "costUsd": 0.5, "contextUsage": usage})
+    assert "inputTokens" in agent.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    after = call(running, "GET", f"/api/sessions/{sid}")[1]
+    assert after["messages"] == before["messages"]
+    assert after["session"].get("totalCostUsd", 0) == 0 and after["session"]["status"] == "idle"
+    agent.send({"type": "result", "costUsd": 0.25})
+    wait_until(
+        lambda: call(running, "GET", f"/api/sessions/{sid}")[1]["session"]["totalCostUsd"] == 0.25,
+        what="the valid cost to count",
+    )
+
+
+def test_a_flooding_agent_is_slowed_to_its_frame_budget_and_nothing_is_lost(running):
+    sid, agent = create_ready(running)  # the fixture allows 200 frames/s after a burst of 50
+    client = client_for(running)
+    client.send({"type": "subscribe", "sessionId": sid})
+    client.recv_until(lambda f: f["type"] == "snapshot")
+    started = time.monotonic()
+    count = 250
+    for i in range(count):
+        agent.send({"type": "stream", "messageId": "m", "tokens": [f"{i} "]})
+    received: list[str] = []
+    while len(received) < count:
+        frame = client.recv_until(lambda f: f["type"] == "stream")[0]
+        received.extend(frame["tokens"])
+    elapsed = time.monotonic() - started
+    assert received == [f"{i} " for i in range(count)]
+    assert elapsed >= (count - 50) / 200 * 0.9, f"{count} frames relayed in {elapsed:.2f} s: not limited"
