@@ -77,8 +77,20 @@ class BerthConfig:
     #: Timeout of the refresh HTTP request.
     token_http_timeout: float = 15.0
     container_network: str = "host"
-    #: uid:gid the agent runs as; the secrets files are chowned to it.
-    container_user: str = "1000:1000"
+    #: uid:gid the agent runs as; the secrets files are chowned to it. Root in
+    #: the container, so that it can run the tools as ``tool_user``.
+    container_user: str = "0:0"
+    #: The capabilities the agent keeps (every other one is dropped): reading
+    #: secrets owned by the host's user, handing files to the tool user,
+    #: switching to it, and stopping its processes.
+    container_capabilities: tuple[str, ...] | None = (
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "SETUID",
+        "SETGID",
+        "KILL",
+    )
     container_memory: str | None = "4g"
     container_pids_limit: int = 512
     agent_runner: str = "builtin"

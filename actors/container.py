@@ -56,7 +56,9 @@ from actors.settle import answer_probe
 
 log = logging.getLogger(__name__)
 
-SECRETS_MOUNT = "/run/berth"
+#: Inside /run/berth, a directory only root (the agent) may enter: whoever
+#: owns the mount itself, the tool user cannot reach it (``agent.isolation``).
+SECRETS_MOUNT = "/run/berth/secrets"
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             "BERTH_RUNNER": self._config.agent_runner,
             "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
             **claude_code_env(self._config),
+            **({"BERTH_TOOL_USER": self._config.tool_user} if self._config.tool_user else {}),
             **dict(self._config.container_env),
             **msg.env,
             **dict(own.env if own else ()),
@@ -228,6 +231,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             memory=own.memory if own and own.memory else self._config.container_memory,
             pids_limit=own.pids_limit if own and own.pids_limit else self._config.container_pids_limit,
             command=self._config.container_command,
+            capabilities=self._config.container_capabilities,
         )
         self._starting.add(sid)
         self._pool.submit(self._start_job, sid, spec)

@@ -96,6 +96,9 @@ class DockerRuntime:
             kwargs["pids_limit"] = spec.pids_limit
         if spec.command:
             kwargs["command"] = list(spec.command)
+        if spec.capabilities is not None:
+            kwargs["cap_drop"] = ["ALL"]
+            kwargs["cap_add"] = list(spec.capabilities)
         try:
             container = self.client.containers.create(spec.image, **kwargs)
         except docker.errors.ImageNotFound:

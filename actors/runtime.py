@@ -41,6 +41,8 @@ class ContainerSpec:
     memory: str | None = None
     pids_limit: int | None = None
     command: tuple[str, ...] | None = None
+    #: Linux capabilities kept (all others dropped); None: the engine's default set.
+    capabilities: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

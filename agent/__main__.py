@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from agent import isolation
 from agent.app import Agent
 from agent.config import AgentConfig, ConfigError
 from agent.pool import (
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_worker() -> int:
     env = dict(os.environ)
+    try:
+        isolation.prepare(env)  # before a pool assignment is saved beside the secrets
+    except (ValueError, OSError, isolation.IsolationError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     warm: WarmRunner | None = None
     if env.get("BERTH_POOL_SLOT"):
         if env.get("BERTH_RUNNER") == "sdk" and load_assignment(assignment_path(env)) is None:
@@ -62,7 +68,8 @@ def run_worker() -> int:
     try:
         config = AgentConfig.from_env(env)
         config.session_token()
-    except ConfigError as exc:
+        isolation.prepare(env, config.credentials_path)
+    except (ConfigError, OSError, isolation.IsolationError) as exc:
         log.error("cannot start: %s", exc)
         return 2
     # The development fallback must not leak into the tools the model runs.

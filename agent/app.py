@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -101,9 +102,10 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
             claude_config_dir=str(config.credentials_path.parent),
             token_wait=config.token_wait,
             park_after=config.park_after,
-            # Claude Code refuses to start with bypassing allowed as root.
-            allow_dangerous=config.allow_dangerous and os.geteuid() != 0,
-            tool_env_file=str(config.credentials_path.parent.parent / ".berth" / "tool-env.sh"),
+            # Claude Code refuses to start with bypassing allowed as root; as the tool user it is not.
+            allow_dangerous=config.allow_dangerous and (os.geteuid() != 0 or config.tool_user is not None),
+            tool_env_file=str(_tool_env_file(config)),
+            tool_user=config.tool_user,
         )
         if api is not None:  # a manager: its tools as an in-process MCP server
             sdk_config = replace(
@@ -121,6 +123,14 @@ def make_runner(config: AgentConfig, token: Secret | None) -> Runner:
     if config.model:
         builtin = replace(builtin, model=config.model)
     return BuiltinRunner(builtin, manager_api=api)
+
+
+def _tool_env_file(config: AgentConfig) -> Path:
+    """Beside the CLI's credentials when the CLI runs as the tool user (a directory
+    root owns and the tools cannot swap), else in the agent's home."""
+    if config.tool_user is not None:
+        return config.credentials_path.parent / "tool-env.sh"
+    return config.credentials_path.parent.parent / ".berth" / "tool-env.sh"
 
 
 class Agent:
@@ -189,10 +199,13 @@ class Agent:
 
     def _prepare_workspace(self) -> bool:
         workspace = self._config.workspace
-        if not self._config.repo_url:
-            workspace.mkdir(parents=True, exist_ok=True)
-            return True
+        tool_user = self._config.tool_user
         try:
+            if not self._config.repo_url:
+                workspace.mkdir(parents=True, exist_ok=True)
+                if tool_user is not None:
+                    tool_user.own(workspace)
+                return True
             clone_repository(
                 self._config.repo_url,
                 self._config.branch,
@@ -200,6 +213,7 @@ class Agent:
                 progress=lambda message: self.emit(SetupProgress(message=message)),
                 cancel=self._shutdown,
                 github_token=self._config.github_token(),
+                run_as=tool_user,
             )
         except (CloneFailed, OSError) as exc:
             if self._shutdown.is_set():
@@ -311,7 +325,9 @@ class Agent:
 
     def _write_credentials(self, token: Secret) -> None:
         try:
-            write_access_token(self._config.credentials_path, token.reveal(), None)
+            tool_user = self._config.tool_user
+            group = tool_user.gid if tool_user is not None else None
+            write_access_token(self._config.credentials_path, token.reveal(), None, group=group)
         except OSError as exc:
             log.error("cannot write the Claude credentials file: %s", exc)
             self.emit(AgentError(message=f"cannot write the Claude credentials file: {exc}"))

@@ -19,6 +19,7 @@ from typing import Literal, cast
 from actors.secret import Secret
 from agent.connection import ConnectionConfig
 from agent.credentials import default_credentials_path
+from agent.isolation import TOOL_CONFIG_DIR, ToolUser
 from transport.protocol import PERMISSION_MODES, PermissionMode
 
 RunnerKind = Literal["builtin", "sdk"]
@@ -53,7 +54,7 @@ def _read_secret(path: Path) -> Secret | None:
 class AgentConfig:
     session_id: str
     server_url: str
-    secrets_dir: Path = Path("/run/berth")
+    secrets_dir: Path = Path("/run/berth/secrets")
     workspace: Path = Path("/workspace")
     repo_url: str | None = None
     branch: str | None = None
@@ -80,6 +81,8 @@ class AgentConfig:
     #: A manager session (BERTH_MANAGER=1): its tools call the REST API with the manager token.
     manager: bool = False
     api_timeout: float = 30.0
+    #: Who the Claude CLI and the model's tools run as (None: as the agent).
+    tool_user: ToolUser | None = None
 
     def session_token(self) -> str:
         """The token the agent authenticates with; read afresh on every call."""
@@ -118,6 +121,14 @@ class AgentConfig:
             raise ConfigError(f"BERTH_PERMISSION_MODE must be one of {PERMISSION_MODES}, not {mode!r}")
         fallback_session = source.get("BERTH_SESSION_TOKEN")
         fallback_oauth = source.get("CLAUDE_CODE_OAUTH_TOKEN")
+        try:
+            tool_user = ToolUser.parse(source["BERTH_TOOL_USER"]) if source.get("BERTH_TOOL_USER") else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if source.get("CLAUDE_CONFIG_DIR") or tool_user is None:
+            credentials_path = default_credentials_path(dict(source))
+        else:  # the CLI's config must not live in the tools' home, where they could swap it
+            credentials_path = TOOL_CONFIG_DIR / ".credentials.json"
         connection = ConnectionConfig(
             backoff_base=_float(source, "BERTH_BACKOFF_BASE", 0.2),
             backoff_cap=_float(source, "BERTH_BACKOFF_CAP", 10.0),
@@ -126,7 +137,7 @@ class AgentConfig:
         return cls(
             session_id=session_id,
             server_url=server_url,
-            secrets_dir=Path(source.get("BERTH_SECRETS_DIR") or "/run/berth"),
+            secrets_dir=Path(source.get("BERTH_SECRETS_DIR") or "/run/berth/secrets"),
             workspace=Path(source.get("BERTH_WORKSPACE") or "/workspace"),
             repo_url=source.get("BERTH_REPO_URL") or None,
             branch=source.get("BERTH_BRANCH") or None,
@@ -134,7 +145,8 @@ class AgentConfig:
             permission_mode=cast(PermissionMode, mode),
             model=source.get("BERTH_MODEL") or None,
             cli_path=source.get("BERTH_CLI_PATH") or None,
-            credentials_path=default_credentials_path(dict(source)),
+            credentials_path=credentials_path,
+            tool_user=tool_user,
             connection=connection,
             token_delay=_float(source, "BERTH_TOKEN_DELAY", 0.0),
             approval_timeout=_float(source, "BERTH_APPROVAL_TIMEOUT", 300.0),

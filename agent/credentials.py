@@ -44,7 +44,7 @@ def read_access_token(path: Path) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def write_access_token(path: Path, token: str, expires_at_ms: int | None) -> None:
+def write_access_token(path: Path, token: str, expires_at_ms: int | None, group: int | None = None) -> None:
     """Atomically replace ``path`` with credentials holding ``token``.
 
     Written to a temp file in the same directory (mode 0600) and renamed over
@@ -54,9 +54,14 @@ def write_access_token(path: Path, token: str, expires_at_ms: int | None) -> Non
     the mtime is how the CLI notices a rewrite. ``expires_at_ms`` may be None
     (the CLI then never considers the token expired; it cannot refresh it
     anyway, having no refresh token).
+
+    With ``group`` (the tool user's gid, when the CLI runs as another user
+    than the agent) the file is 0640 in that group, and the directory is left
+    as ``agent.isolation`` prepared it.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    if group is None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
     try:
         previous_mtime: int | None = path.stat().st_mtime_ns
     except FileNotFoundError:
@@ -71,7 +76,11 @@ def write_access_token(path: Path, token: str, expires_at_ms: int | None) -> Non
     fd, tmp_name = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            os.fchmod(tmp.fileno(), 0o600)
+            if group is None:
+                os.fchmod(tmp.fileno(), 0o600)
+            else:
+                os.fchown(tmp.fileno(), -1, group)
+                os.fchmod(tmp.fileno(), 0o640)
             json.dump(payload, tmp)
             tmp.flush()
             # No fsync: the file lives only as long as its container and is

@@ -37,8 +37,16 @@ log = logging.getLogger(__name__)
 
 
 def assignment_path(env: Mapping[str, str]) -> Path:
-    home = Path(env.get("HOME") or Path.home())
-    return Path(env.get("BERTH_ASSIGNMENT_FILE") or home / ".berth" / "assignment.json")
+    """Beside the secrets when tools run as their own user (their home is theirs to change)."""
+    if env.get("BERTH_ASSIGNMENT_FILE"):
+        return Path(env["BERTH_ASSIGNMENT_FILE"])
+    if env.get("BERTH_TOOL_USER"):
+        return secrets_dir(env).parent / "assignment.json"
+    return Path(env.get("HOME") or Path.home()) / ".berth" / "assignment.json"
+
+
+def secrets_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("BERTH_SECRETS_DIR") or "/run/berth/secrets")
 
 
 def load_assignment(path: Path) -> Assign | None:
@@ -116,7 +124,7 @@ def assigned_env(env: Mapping[str, str], assignment: Assign) -> dict[str, str]:
 
 
 def pool_token(env: Mapping[str, str]) -> Secret | None:
-    path = Path(env.get("BERTH_SECRETS_DIR") or "/run/berth") / "pool-token"
+    path = secrets_dir(env) / "pool-token"
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError:

@@ -45,11 +45,15 @@ class CliCredentials:
         env: Mapping[str, str],
         config_dir: str | None,
         tool_env_file: str | None,
+        group: int | None = None,
     ) -> None:
         self.token = token
         self._env = dict(env)
         self._config_dir = config_dir
         self._tool_env_file = tool_env_file
+        #: The tool user's gid when the CLI runs as its own user (``agent.isolation``):
+        #: the files it reads are then root's, readable by that group.
+        self._group = group
         self.arrived = asyncio.Event()
 
     def cli_env(self) -> dict[str, str]:
@@ -77,14 +81,14 @@ class CliCredentials:
             return
         token = self.token.reveal()
         if read_access_token(self.path) != token:
-            write_access_token(self.path, token, None)
+            write_access_token(self.path, token, None, group=self._group)
 
     def prepare(self) -> None:
         """Before a CLI starts: the token, or else a placeholder, in the file."""
         try:
             self.write()
             if not self.token and not read_access_token(self.path):
-                write_access_token(self.path, PLACEHOLDER_TOKEN, None)
+                write_access_token(self.path, PLACEHOLDER_TOKEN, None, group=self._group)
         except OSError as exc:
             log.error("cannot write the Claude credentials file: %s", exc)
         overriding = self.overriding()
@@ -128,7 +132,11 @@ class CliCredentials:
         text = "".join(f"export {name}={shlex.quote(value.reveal())}\n" for name, value in env.items())
         fd, tmp = tempfile.mkstemp(prefix=".tool-env.", dir=path.parent)
         try:
-            os.fchmod(fd, 0o600)
+            if self._group is None:
+                os.fchmod(fd, 0o600)
+            else:  # the CLI runs as the tool user: root's file, readable by that group only
+                os.fchown(fd, -1, self._group)
+                os.fchmod(fd, 0o640)
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
             os.replace(tmp, path)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.secret import Secret
 from agent.channel import ChannelEnded, InputChannel
+from agent.isolation import ToolUser
 from agent.runner import RunnerClosed, RunnerFailed, RunnerHost, TurnOutcome, UserInput, fail_remaining
 from agent.sdk_cli import CliConnection
 from agent.sdk_credentials import PLACEHOLDER_TOKEN, CliCredentials
@@ -85,6 +86,8 @@ class SdkRunnerConfig:
     #: A shell file the CLI sources before each Bash command (``CLAUDE_ENV_FILE``):
     #: how a CLI started before its session gets the session's tool environment.
     tool_env_file: str | None = None
+    #: Run the CLI (and so every tool) as this user (``agent.isolation``).
+    tool_user: ToolUser | None = None
 
 
 @dataclass
@@ -98,7 +101,10 @@ class SdkRunner:
 
     def __init__(self, config: SdkRunnerConfig, token: Secret | None = None) -> None:
         self._config = config
-        self._credentials = CliCredentials(token, config.env, config.claude_config_dir, config.tool_env_file)
+        group = config.tool_user.gid if config.tool_user is not None else None
+        self._credentials = CliCredentials(
+            token, config.env, config.claude_config_dir, config.tool_env_file, group=group
+        )
         self._mode: PermissionMode = config.permission_mode
         self._model = config.model
         self._host: RunnerHost | None = None
@@ -342,8 +348,11 @@ class SdkRunner:
         extra: dict[str, str | None] = {}
         if self._config.allow_dangerous:
             extra["allow-dangerously-skip-permissions"] = None
+        cli_path = self._config.cli_path
+        if self._config.tool_user is not None:
+            cli_path = self._config.tool_user.cli_wrapper(cli_path)
         return ClaudeAgentOptions(
-            cli_path=self._config.cli_path,
+            cli_path=cli_path,
             cwd=self._config.cwd,
             include_partial_messages=True,
             can_use_tool=self._permissions.can_use_tool,

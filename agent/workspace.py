@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from actors.secret import Secret
+from agent.isolation import ToolUser
 
 
 class CloneFailed(RuntimeError):
@@ -53,11 +54,13 @@ def clone_repository(
     cancel: threading.Event,
     github_token: Secret | None = None,
     timeout: float = 900.0,
+    run_as: ToolUser | None = None,
 ) -> None:
     """``git clone --depth 1 [--branch B]`` into ``workspace``; CloneFailed on failure.
 
     An existing clone (an agent restarted in the same container) is kept.
     ``cancel`` (the agent's shutdown flag) stops a clone in progress.
+    With ``run_as`` git runs as the tool user, so the clone is theirs to edit.
     """
     shown = redact_url(repo_url)
     if (workspace / ".git").exists():
@@ -68,6 +71,9 @@ def clone_repository(
     if branch:
         command += ["--branch", branch]
     command += ["--", repo_url, str(workspace)]
+    if run_as is not None:
+        run_as.own(workspace)
+        command = run_as.command(command)
     progress(f"Cloning {shown}" + (f" (branch {branch})" if branch else ""))
     process = subprocess.Popen(
         command,

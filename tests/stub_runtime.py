@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from actors.container import SECRETS_MOUNT
 from actors.runtime import ContainerRecord, ContainerSpec, ExitCallback, ImageMissing
 
 
@@ -57,7 +58,7 @@ class StubRuntime:
             raise self.fail_with
         secrets = {}
         for host_path, (target, _) in spec.mounts.items():
-            if target == "/run/berth":
+            if target == SECRETS_MOUNT:
                 import pathlib
 
                 secrets = {p.name: p.read_text() for p in pathlib.Path(host_path).iterdir()}

@@ -70,12 +70,12 @@ def test_a_session_container_carries_berth_labels_and_no_secret_in_its_environme
     assert labels[LABEL_APP] == "berth" and labels[LABEL_INSTANCE] == tree.base.instance_id
     env = json.dumps(container.attrs["Config"]["Env"])
     assert TEST_OAUTH_TOKEN not in env
-    token_file = container.exec_run(["cat", "/run/berth/oauth-token"])
+    token_file = container.exec_run(["cat", "/run/berth/secrets/oauth-token"])
     assert token_file.exit_code == 0 and token_file.output.decode() == TEST_OAUTH_TOKEN
     agent_token = berth.lookup(sid).agent_token.reveal()
     assert agent_token not in env
-    assert container.exec_run(["cat", "/run/berth/session-token"]).output.decode() == agent_token
-    assert container.exec_run(["touch", "/run/berth/x"]).exit_code != 0  # mounted read-only
+    assert container.exec_run(["cat", "/run/berth/secrets/session-token"]).output.decode() == agent_token
+    assert container.exec_run(["touch", "/run/berth/secrets/x"]).exit_code != 0  # mounted read-only
 
 
 def test_rule1_with_docker_a_missing_image_moves_the_session_to_error_with_the_fix_and_schedules_eviction(

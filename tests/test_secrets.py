@@ -88,9 +88,9 @@ def test_a_real_container_gets_its_secrets_as_private_files_and_none_in_its_envi
     session_token = berth.lookup(sid).agent_token.reveal()
     for secret in (GITHUB, session_token, "sk-ant-oat01-test-token"):
         assert secret not in env
-    listing = container.exec_run(["ls", "-l", "/run/berth"]).output.decode()
+    listing = container.exec_run(["ls", "-l", "/run/berth/secrets"]).output.decode()
     assert listing.count("-rw-------") == 3, listing  # session-token, oauth-token, github-token
-    assert container.exec_run(["cat", "/run/berth/github-token"]).output.decode() == GITHUB
+    assert container.exec_run(["cat", "/run/berth/secrets/github-token"]).output.decode() == GITHUB
     secrets_dir = tree.base.secrets_root / sid
     berth.delete_session(sid)
     wait_until(lambda: not secrets_dir.exists(), timeout=60, what="the secrets directory to go")

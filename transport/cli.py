@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from actors.runtime import EngineUnavailable, ExternalRuntime
-from actors.secret import Secret
 from transport import cli_commands, config_loader
 from transport.auth import API_TOKEN_FILE, load_or_create_api_token, read_token_file
 from transport.cli_client import SERVER_URL_FILE, Client, Refused, Unreachable, find_server
