@@ -24,8 +24,13 @@ from typing import Any
 
 import simple_websocket
 from wsproto.events import CloseConnection, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError
 
 log = logging.getLogger(__name__)
+
+#: How long, and for how many bytes, a closing socket waits for its peer to close.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
 
 
 class _NoThread:
@@ -91,7 +96,10 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
         if self._plain:
             return self.send_bytes(_text_frame(payload))
         with self._wire_lock:
-            data = self.ws.send(TextMessage(data=payload.decode()))
+            try:
+                data = self.ws.send(TextMessage(data=payload.decode()))
+            except LocalProtocolError:  # closing: dropped, as send_bytes drops it (never raised:
+                return True  # the caller is an actor, and the error's text would hold the frame)
         return self.send_bytes(data)
 
     def send_bytes(self, data: bytes, force: bool = False) -> bool:
@@ -181,9 +189,13 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
         self.send_bytes(data, force=True)
 
     def flush(self, timeout: float) -> None:
+        """Wait until everything queued is written (or the writer gave up).
+
+        Not cut short when the peer has closed its side: the close frame
+        answering it may still be queued behind a frame being written."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._backlog or self._busy) and self.connected:
+            while self._backlog or self._busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -243,12 +255,38 @@ class InlineWebSocket(simple_websocket.Server):  # type: ignore[misc]
         self.done.set()
         with self._cond:
             self._cond.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout=timeout)
+        self._linger()
         try:
             self.raw.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        if self._writer is not None:
-            self._writer.join(timeout=timeout)
+
+    def _linger(self) -> None:
+        """Half-close, then read and drop what the peer still sends, briefly.
+
+        Closing a socket with unread data in it sends a reset, and a reset
+        can destroy the close frame (1009 too big, 1007 invalid UTF-8) before
+        the peer reads it; so the peer gets the reason, not "connection reset"."""
+        try:
+            self.raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + LINGER_SECONDS
+        drained = 0
+        while drained < LINGER_BYTES:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return
+            try:
+                ready, _, _ = select.select([self.raw], [], [], wait)
+                data = self.raw.recv(65536) if ready else b""
+            except OSError:
+                return
+            if not data:
+                return
+            drained += len(data)
 
 
 def _extensions(ws: Any) -> list[Any]:
