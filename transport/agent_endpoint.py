@@ -101,7 +101,9 @@ def _serve(
     try:
         ref.tell(attached(link))
         for data in connection.frames():
-            connection.stopping.wait(guard.pause(time.monotonic()))  # over budget: read later
+            pause = guard.pause(time.monotonic())
+            if pause:  # over its frame budget: read on later (TCP holds the agent back)
+                connection.stopping.wait(pause)
             try:
                 frame = guard.check(data)
             except FrameError as exc:

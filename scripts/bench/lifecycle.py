@@ -6,8 +6,8 @@ seen (the arrival of the ``snapshot`` or ``session_update`` frame).
 
 The floor of a session start is a bare container of the same image, created
 and started through the Docker SDK exactly as Berth's ``DockerRuntime.run``
-does (host network, a read-only bind mount at /run/berth, user 1000:1000, the
-same memory and pids limits), running the agent's start-up equivalent:
+does (host network, a read-only bind mount at /run/berth/secrets, user 0:0
+with Berth's capabilities, the same memory and pids limits), running the agent's start-up equivalent:
 ``python3`` importing ``agent.app`` (the agent's whole import graph) and
 opening a TCP connection to the benchmark on loopback. "Up" is when that
 connection is accepted.
@@ -28,9 +28,12 @@ from typing import Any
 
 import websocket
 
+from actors.config import BerthConfig
+from actors.container import SECRETS_MOUNT
 from scripts.bench.common import Server, inspect, list_containers
 
 IMAGE = "berth-session:latest"
+DEFAULTS = BerthConfig()
 FLOOR_SCRIPT = (
     "import socket, sys\n"
     "import agent.app\n"
@@ -181,14 +184,16 @@ def start_floor_container(client: Any, instance: str, port: int, secrets: Path) 
         environment={
             "BERTH_SESSION_ID": name,
             "BERTH_SERVER_URL": "ws://127.0.0.1:9",
-            "BERTH_SECRETS_DIR": "/run/berth",
+            "BERTH_SECRETS_DIR": SECRETS_MOUNT,
             "BERTH_RUNNER": "builtin",
         },
-        volumes={str(secrets): {"bind": "/run/berth", "mode": "ro"}},
+        volumes={str(secrets): {"bind": SECRETS_MOUNT, "mode": "ro"}},
         network_mode="host",
         detach=True,
         init=False,
-        user="1000:1000",
+        user=DEFAULTS.container_user,
+        cap_drop=["ALL"],
+        cap_add=list(DEFAULTS.container_capabilities or ()),
         mem_limit="4g",
         pids_limit=512,
     )

@@ -63,6 +63,10 @@ def main() -> int:
         state_dir=Path(args.state_dir),
         max_sessions=args.max_sessions,
         agent_runner="builtin",
+        # The relay benchmarks measure the relay path, one token per frame
+        # included; the per-session agent frame budget would cap them instead.
+        agent_frame_rate=1e9,
+        agent_frame_burst=1_000_000_000,
     )
     running = start_server(
         config,
