@@ -5,7 +5,8 @@ image; ``docker exec`` as the tool user (1000:1000) stands for any tool the
 model runs. It cannot read the session token (so it cannot connect as the
 agent and forge messages) or the OAuth token file the server pushed, nor
 the agent's environment, and no readable file anywhere holds the session
-token. It can read the CLI's copy of the access token, which the CLI needs.
+token. It can read the CLI's copy of the access token, which the CLI needs, but
+not replace it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,15 @@ def test_a_tool_cannot_read_the_session_token_or_the_pushed_oauth_token(e2e: E2E
     # grep says 2 when some files were unreadable (as they should be) and nothing matched
     assert code in (1, 2) and out == "", f"files readable by the tool user hold the session token: {out}"
 
-    code, out = as_tool(container, "cat", "/run/berth-claude/.credentials.json")
+    # The built-in runner gets no OAuth token; write the CLI's copy as the
+    # agent does on every token_update (as root, with the agent's own code).
+    copy = "/run/berth-claude/.credentials.json"
+    write = (
+        "from pathlib import Path; from agent.credentials import write_access_token as w; "
+        f"w(Path({copy!r}), {OAUTH!r}, None, group=1000)"
+    )
+    assert container.exec_run(["python3", "-c", write]).exit_code == 0
+    code, out = as_tool(container, "cat", copy)
     assert code == 0 and OAUTH in out  # what the Claude CLI reads
     assert as_tool(container, "rm", "-f", "/run/berth-claude/.credentials.json")[0] != 0  # sticky
     assert as_tool(container, "touch", "/workspace/mine")[0] == 0  # the workspace is the tool user's
