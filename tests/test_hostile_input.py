@@ -182,12 +182,14 @@ def test_an_oversized_model_is_refused_at_create_and_at_change(running):
     status, body = call(running, "POST", "/api/sessions", {"name": "m", "model": "m" * 300_000})
     assert status == 400 and "model" in body["error"] and "200" in body["error"], body
     assert call(running, "GET", "/api/sessions") == (200, {"sessions": []})
-    sid, _agent = create_ready(running)
+    sid, agent = create_ready(running)
     status, body = call(running, "POST", f"/api/sessions/{sid}/model", {"model": "m" * 1_000_000})
     assert status == 400 and "model" in body["error"], body
     client = client_for(running)
     client.send({"type": "set_model", "sessionId": sid, "model": "m" * 1000, "requestId": "m"})
     assert "model" in client.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
+    agent.send({"type": "session_info_update", "model": "m" * 1000})  # nor may the agent set one
+    assert "model" in agent.recv_until(lambda f: f["type"] == "protocol_error")[0]["message"]
     info = call(running, "GET", f"/api/sessions/{sid}")[1]["session"]
     assert info.get("model") is None
 
