@@ -111,13 +111,19 @@ def _complete(answer: bytes) -> bool:
 # ------------------------------------------------------------------ auth
 
 
-def test_an_empty_token_is_never_accepted_on_rest_or_the_client_socket(running):
+def test_an_empty_token_is_never_accepted_on_rest_the_client_socket_or_the_agent_socket(running):
     for path in ("/api/sessions?token=", "/api/sessions"):
         status, body = call(running, "GET", path, token="")
         assert status == 401, body
     with pytest.raises(Exception) as refused:
         WsPeer(f"{running.server.ws_url}/ws?token=")
     assert "401" in str(refused.value)
+    status, body = call(running, "POST", "/api/sessions", {"name": "t"})
+    sid = body["session"]["id"]
+    for header in ("Authorization: Bearer ", "Authorization: Bearer  ", "X-Nothing: 1"):
+        with pytest.raises(Exception) as refused:
+            WsPeer(f"{running.server.ws_url}/agent/{sid}", [header])
+        assert "401" in str(refused.value)
 
 
 def test_a_server_cannot_be_started_with_an_empty_api_token(base_config):
