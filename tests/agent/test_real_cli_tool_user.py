@@ -130,9 +130,7 @@ async def scenario(shared: Path) -> dict[str, Any]:
             await runner.update_token(Secret(TOKEN_B))
             outcomes.append(await h.turn(h.send("again"), TURN_TIMEOUT))
         conversation = api.conversation()
-        outputs = [
-            json.dumps(block.get("content")) for r in conversation for block in (r.tool_results or [])
-        ]
+        outputs = [json.dumps(block.get("content")) for r in conversation for block in (r.tool_results or [])]
         return {
             "tool_outputs": outputs,
             "outcomes": [[o.result, o.is_error] for o in outcomes],
