@@ -220,6 +220,16 @@ class BerthConfig:
         for name in (*limits, *_POSITIVE_LIMITS):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.tool_user is not None:
+            agent_uid, _, _ = self.container_user.partition(":")
+            tool_uid, _, tool_gid = self.tool_user.partition(":")
+            if not (tool_uid.isdigit() and tool_gid.isdigit()) or tool_uid == "0":
+                raise ValueError(f"tool_user must be a non-root 'uid:gid' in numbers, not {self.tool_user!r}")
+            if agent_uid not in ("0", "root"):
+                raise ValueError(
+                    "tool_user needs the agent to run as root in the container (container_user '0:0') "
+                    "to start the tools as another user; set tool_user=None to run tools as the agent"
+                )
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError("instance_id may hold letters, digits, '-' and '_' only")
         if self.agent_runner not in AGENT_RUNNERS:

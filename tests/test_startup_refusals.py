@@ -140,3 +140,13 @@ def test_an_empty_token_never_matches_even_an_empty_expected_token():
     assert not matches("", Secret("x" * 50))
     assert matches("x" * 50, Secret("x" * 50))
     assert not matches("x\udc80", Secret("x" * 50))  # odd input is refused, never an exception
+
+
+def test_a_config_that_cannot_separate_tools_from_the_agent_is_refused():
+    from actors.config import BerthConfig
+
+    with pytest.raises(ValueError, match="container_user '0:0'"):
+        BerthConfig(container_user="1000:1000")
+    with pytest.raises(ValueError, match="non-root"):
+        BerthConfig(tool_user="0:0")
+    assert BerthConfig(container_user="1000:1000", tool_user=None).tool_user is None
