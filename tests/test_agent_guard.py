@@ -39,3 +39,11 @@ def test_an_agent_authored_user_message_and_an_oversized_model_are_refused():
         guard.check(b'{"type":"session_info_update","model":"' + b"m" * 11 + b'"}')
     fine = guard.check(forged.replace(b'"user"', b'"assistant"'))
     assert isinstance(fine, SdkMessage)
+
+
+def test_an_error_never_echoes_a_huge_value_back():
+    guard = AgentGuards(Limits.from_config(BerthConfig())).for_key("s")
+    with pytest.raises(FrameError) as refused:
+        guard.check(b'{"type":"status_update","status":"' + b"z" * 100_000 + b'"}')
+    message = str(refused.value)
+    assert len(message) <= 1000 and message.endswith("at `$.status`") and "characters cut" in message

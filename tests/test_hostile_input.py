@@ -302,3 +302,30 @@ def test_a_flooding_agent_is_slowed_to_its_frame_budget_and_nothing_is_lost(runn
     elapsed = time.monotonic() - started
     assert received == [f"{i} " for i in range(count)]
     assert elapsed >= (count - 50) / 200 * 0.9, f"{count} frames relayed in {elapsed:.2f} s: not limited"
+
+
+# ------------------------------------------------------------------ the /v1/ sessions API
+
+
+def test_the_sessions_api_applies_the_same_limits(running):
+    import anthropic
+
+    client = anthropic.Anthropic(
+        base_url=running.server.http_url, auth_token=API_TOKEN, max_retries=0, timeout=20
+    )
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.sessions.create(agent="builtin", environment_id="default", title="t" * 101)
+    assert "title" in refused.value.message and "100" in refused.value.message
+    session = client.beta.sessions.create(agent="builtin", environment_id="default")
+    huge = [{"type": "user.message", "content": [{"type": "text", "text": "x" * 300_000}]}]
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.sessions.events.send(session.id, events=huge)  # type: ignore[arg-type]
+    assert "content" in refused.value.message and "262144" in refused.value.message
+    with pytest.raises(anthropic.APIStatusError) as too_big:
+        client.beta.sessions.events.send(
+            session.id,
+            events=[{"type": "user.message", "content": [{"type": "text", "text": "x" * 3_000_000}]}],
+        )
+    assert too_big.value.status_code == 413 and "2097152" in too_big.value.message
+    history = call(running, "GET", "/api/sessions/" + session.id.removeprefix("sesn_"))[1]["messages"]
+    assert [m for m in history if m["kind"] == "user"] == []  # nothing refused reached the session

@@ -7,6 +7,8 @@ from typing import Any
 import msgspec
 from werkzeug.wrappers import Response
 
+from transport.limits import bounded_message
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -15,4 +17,5 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error_response(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+    """``{"error": message}``; a message quoting a huge value is cut (``transport.limits``)."""
+    return json_response({"error": bounded_message(message)}, status)

@@ -75,3 +75,15 @@ def shown(value: str, width: int = 40) -> str:
     if len(value) <= width:
         return repr(value)
     return repr(value[:width]) + f"… ({len(value)} characters)"
+
+
+#: Characters of an error message; a longer one (it quotes what was sent) is cut in the middle.
+MAX_ERROR_CHARS = 1000
+
+
+def bounded_message(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` cut in the middle when long: its start names the problem, its end the fix."""
+    if len(message) <= limit:
+        return message
+    head, tail = limit * 6 // 10, limit * 3 // 10
+    return f"{message[:head]}… ({len(message) - head - tail} characters cut) …{message[-tail:]}"

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from transport.limits import bounded_message
+
 #: A cost in USD: never negative, never infinite (JSON has no NaN; a huge
 #: exponent is refused as out of range).
 Cost = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
@@ -571,10 +573,11 @@ def encode_bytes(frame: msgspec.Struct) -> bytes:
 def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
     try:
         return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise FrameError(f"invalid frame: {exc}") from None
+    except msgspec.ValidationError as exc:  # it may quote the value: cut a huge one short
+        raise FrameError(bounded_message(f"invalid frame: {exc}")) from None
     except msgspec.DecodeError as exc:
-        raise FrameError(f"frame is not valid JSON: {exc}") from None
+        raise FrameError(bounded_message(f"frame is not valid JSON: {exc}")) from None
+
 
 
 def decode_agent_frame(data: str | bytes) -> AgentToServer:

@@ -20,6 +20,7 @@ from actors.api import Berth, BerthError
 from actors.config import BerthConfig
 from actors.secret import Secret
 from transport.auth import bearer, matches
+from transport.limits import InputRefused, Limits, too_large
 from transport.v1 import event_routes, session_routes
 from transport.v1.catalog import Environment, load_environments
 from transport.v1.errors import ApiError, error_response
@@ -58,6 +59,7 @@ class ApiState:
     view: SessionsView
     slots: StreamSlots
     records: Records = field(default_factory=Records)
+    limits: Limits | None = None
 
 
 Handler = Callable[[ApiState, Request, str], Response]
@@ -84,7 +86,14 @@ class SessionsApi:
         view = SessionsView(config.sessions_api_event_limit)
         environments = load_environments(config)
         view.start(berth.bus, lambda sid: _exists(berth, sid))
-        self.state = ApiState(berth, config, environments, view, StreamSlots(config.sessions_api_max_streams))
+        self.state = ApiState(
+            berth,
+            config,
+            environments,
+            view,
+            StreamSlots(config.sessions_api_max_streams),
+            limits=Limits.from_config(config),
+        )
 
     def stop(self) -> None:
         """Ends every open stream, so no server thread waits on one."""
@@ -96,6 +105,8 @@ class SessionsApi:
             return self._dispatch(request)
         except ApiError as exc:
             return error_response(exc.status, exc.message)
+        except InputRefused as exc:  # transport.limits: a field over its limit
+            return error_response(400, str(exc))
         except BerthError as exc:
             return error_response(exc.code, str(exc))
         except TimeoutError as exc:
@@ -120,6 +131,8 @@ class SessionsApi:
             )
         if BETA not in request.headers.get("anthropic-beta", ""):
             raise ApiError(400, f"this endpoint is in beta: send the header 'anthropic-beta: {BETA}'")
+        if state.limits is not None:
+            _read_body(request, state.limits.request_bytes)
         if endpoint == "create":
             return session_routes.create(state, request)
         if endpoint == "list":
@@ -131,6 +144,17 @@ class SessionsApi:
     def _authorised(self, request: Request) -> bool:
         given = bearer(request.headers.get("Authorization")) or request.headers.get("x-api-key")
         return matches(given, self._api_token)
+
+
+def _read_body(request: Request, limit: int) -> None:
+    """Read (and cache) the body up to ``limit`` bytes before any handler runs; 413 past it."""
+    request.max_content_length = limit + 1  # one byte over shows a chunked body that is too long
+    try:
+        data = request.get_data()
+    except HTTPException:
+        data = None
+    if data is None or len(data) > limit:
+        raise ApiError(413, too_large("the request body", limit))
 
 
 def _exists(berth: Berth, session_id: str) -> bool:

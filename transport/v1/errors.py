@@ -15,6 +15,8 @@ import uuid
 import msgspec
 from werkzeug.wrappers import Response
 
+from transport.limits import bounded_message
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -47,7 +49,7 @@ def request_id() -> str:
 def error_response(status: int, message: str) -> Response:
     body = {
         "type": "error",
-        "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
+        "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": bounded_message(message)},
         "request_id": request_id(),
     }
     response = Response(_encoder.encode(body), status=status, mimetype="application/json")

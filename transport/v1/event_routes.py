@@ -21,12 +21,14 @@ from werkzeug.wrappers import Request, Response
 from actors import messages as m
 from actors.api import ASK_TIMEOUT, BerthError
 from actors.outcome import Rejected
+from transport.limits import check_text
 from transport.protocol import PERMISSION_MODES
 from transport.v1 import requests as rq
 from transport.v1.errors import ApiError
 from transport.v1.ids import berth_session_id, event_key, page_position, page_token
 from transport.v1.mapping import Body, timestamp
 from transport.v1.streams import EventStreamBody
+from transport.validate import check_answers
 
 if TYPE_CHECKING:
     from transport.v1.app import ApiState
@@ -127,6 +129,7 @@ def _action(state: ApiState, sid: str, event: Any, where: str) -> Callable[[], B
     """Check one event now (so a bad batch changes nothing); the returned call applies it."""
     if not isinstance(event, dict):
         raise ApiError(400, f"{where[:-1]}: an event object is required")
+    _within_limits(state, event, where)
     kind = event.get("type")
     view = state.view
     if kind == "user.message":
@@ -154,6 +157,22 @@ def _action(state: ApiState, sid: str, event: Any, where: str) -> Callable[[], B
         f"{where}type: unknown event type {kind!r}; send user.message, user.interrupt, "
         f"user.tool_confirmation, berth.question_answer or {', '.join(SETTINGS)}",
     )
+
+
+def _within_limits(state: ApiState, event: Body, where: str) -> None:
+    """The limits of ``transport.limits`` on what an event carries (InputRefused: 400)."""
+    limits = state.limits
+    if limits is None:
+        return
+    if event.get("type") == "user.message":
+        check_text(f"{where}content", rq.text_content(event.get("content"), where), limits.prompt_chars)
+    for name, limit in (("deny_message", limits.answer_chars), ("model", limits.model_chars)):
+        value = event.get(name)
+        if isinstance(value, str):
+            check_text(f"{where}{name}", value, limit)
+    answers = event.get("answers")
+    if isinstance(answers, dict) and all(isinstance(v, str) for v in answers.values()):
+        check_answers(answers, limits)
 
 
 def _confirmation(state: ApiState, sid: str, event: Body, where: str) -> Callable[[], Body]:

@@ -9,6 +9,7 @@ import msgspec
 from werkzeug.wrappers import Request, Response
 
 from actors.api import BerthError
+from transport.limits import check_text
 from transport.protocol import PERMISSION_MODES, SessionInfo
 from transport.v1 import requests as rq
 from transport.v1.catalog import Agent, agent_named, container_settings, default_agent, usable_environment
@@ -49,6 +50,14 @@ def create(state: ApiState, request: Request) -> Response:
     mode = rq.optional_str(body, "berth_permission_mode") or "normal"
     if mode not in PERMISSION_MODES:
         raise ApiError(400, f"berth_permission_mode: one of {', '.join(PERMISSION_MODES)} (got {mode!r})")
+    limits = state.limits
+    if limits is not None:  # transport.limits, named as this API names the fields
+        check_text("title", title, limits.name_chars)
+        check_text("agent.model", model, limits.model_chars)
+        check_text("resources[0].url", repo_url, limits.repo_url_chars)
+        check_text("resources[0].checkout", branch, limits.branch_chars)
+        for index, text in enumerate(initial):
+            check_text(f"initial_events[{index}].content", text, limits.prompt_chars)
     berth = state.berth
     _prune(state)
     sid = berth.create_session(
@@ -117,6 +126,8 @@ def update(state: ApiState, request: Request, api_id: str) -> Response:
     view = state.berth.get_session(sid)
     if "title" in body:
         title = rq.optional_str(body, "title") or "session"
+        if state.limits is not None:
+            check_text("title", title, state.limits.name_chars)
         if title != view.info.name:
             state.berth.update_settings(sid, name=title)
     if body.get("metadata") is not None:
