@@ -119,6 +119,8 @@ def check_can_separate(tool_user: ToolUser | None) -> None:
         )
     if tool_user.uid == 0:
         raise IsolationError("BERTH_TOOL_USER must not be root: the tools would see every secret")
+    if shutil.which("setpriv") is None and not Path("/usr/bin/setpriv").exists():
+        raise IsolationError("setpriv (util-linux) is missing: it starts the tools as their own user")
 
 
 def lock_secrets(secrets_dir: Path) -> None:

@@ -111,3 +111,11 @@ def test_a_root_tool_user_is_refused():
     assert ToolUser.parse("1000:1001") == ToolUser(1000, 1001)
     with pytest.raises(ValueError, match="uid:gid"):
         ToolUser.parse("berth")
+
+
+def test_a_pooled_agent_keeps_its_assignment_beside_the_secrets_not_in_the_tools_home():
+    from agent.pool import assignment_path
+
+    env = {"HOME": "/home/berth", "BERTH_SECRETS_DIR": "/run/berth/secrets"}
+    assert assignment_path(env) == Path("/home/berth/.berth/assignment.json")  # no separation: as before
+    assert assignment_path({**env, "BERTH_TOOL_USER": "1000:1000"}) == Path("/run/berth/assignment.json")
