@@ -579,7 +579,6 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: str | bytes) -> Any:
         raise FrameError(bounded_message(f"frame is not valid JSON: {exc}")) from None
 
 
-
 def decode_agent_frame(data: str | bytes) -> AgentToServer:
     """Parse a frame an agent sent; raises FrameError naming the problem."""
     result: AgentToServer = _decode(_agent_decoder, data)
