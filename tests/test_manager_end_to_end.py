@@ -133,7 +133,7 @@ def test_the_manager_token_reaches_the_container_only_as_a_file_and_gets_403_on_
     boss = configured_manager(e2e)
     foreign = e2e.create(name="not the manager's")
     container = e2e.container(boss)
-    read = container.exec_run(["cat", "/run/berth/manager-token"])
+    read = container.exec_run(["cat", "/run/berth/secrets/manager-token"])
     assert read.exit_code == 0, read.output
     token = read.output.decode().strip()
     assert token and token not in str(container.attrs["Config"]["Env"])
