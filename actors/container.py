@@ -215,6 +215,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             "BERTH_RUNNER": self._config.agent_runner,
             "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
             **claude_code_env(self._config),
+            "BERTH_MAX_FRAME_BYTES": str(self._config.max_agent_frame_bytes),
             **({"BERTH_TOOL_USER": self._config.tool_user} if self._config.tool_user else {}),
             **dict(self._config.container_env),
             **msg.env,

@@ -29,6 +29,7 @@ from agent.channel import ChannelClosed, InputChannel
 from agent.config import AgentConfig
 from agent.connection import AgentConnection, ConnectionStopped
 from agent.credentials import write_access_token
+from agent.frame_size import fit
 from agent.manager_tools import (
     MANAGER_PROMPT,
     SERVER_NAME,
@@ -278,6 +279,7 @@ class Agent:
             self._status = frame.status
         elif isinstance(frame, Result):
             self._status = "idle"
+        frame = fit(frame, self._config.max_frame_bytes)  # the server would refuse it, not store it
         try:
             self._conn.send(frame)
         except ConnectionStopped:

@@ -83,6 +83,8 @@ class AgentConfig:
     api_timeout: float = 30.0
     #: Who the Claude CLI and the model's tools run as (None: as the agent).
     tool_user: ToolUser | None = None
+    #: The server's limit on one agent message (``BerthConfig.max_agent_frame_bytes``).
+    max_frame_bytes: int = 8 * 1024 * 1024
 
     def session_token(self) -> str:
         """The token the agent authenticates with; read afresh on every call."""
@@ -155,6 +157,7 @@ class AgentConfig:
             token_wait=_float(source, "BERTH_TOKEN_WAIT", 5.0),
             park_after=_float(source, "BERTH_PARK_AFTER", 0.0),
             allow_dangerous=source.get("BERTH_ALLOW_DANGEROUS", "") in ("1", "true", "yes"),
+            max_frame_bytes=int(_float(source, "BERTH_MAX_FRAME_BYTES", 8 * 1024 * 1024)),
             fallback_session_token=Secret(fallback_session) if fallback_session else None,
             fallback_oauth_token=Secret(fallback_oauth) if fallback_oauth else None,
             fallback_github_token=Secret(source["BERTH_GITHUB_TOKEN"])

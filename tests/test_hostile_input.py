@@ -329,3 +329,33 @@ def test_the_sessions_api_applies_the_same_limits(running):
     assert too_big.value.status_code == 413 and "2097152" in too_big.value.message
     history = call(running, "GET", "/api/sessions/" + session.id.removeprefix("sesn_"))[1]["messages"]
     assert [m for m in history if m["kind"] == "user"] == []  # nothing refused reached the session
+
+
+def test_a_tool_result_too_big_for_the_agent_link_arrives_cut_not_lost(base_config):
+    from agent.frame_size import fit
+    from transport.protocol import ChatMessage, SdkMessage, encode
+
+    limit = 64 * 1024
+    runtime = StubRuntime()
+    server = start_server(
+        replace(base_config, max_agent_frame_bytes=limit),
+        ServerSettings(port=0),
+        api_token=Secret(API_TOKEN),
+        runtime=runtime,
+        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-hostile-test-token"},
+    )
+    server.runtime = runtime  # type: ignore[attr-defined]
+    try:
+        sid, agent = create_ready(server)
+        big = ChatMessage(id="r1", kind="tool_result", content="line\n" * 100_000, timestamp=time.time())
+        frame = fit(SdkMessage(message=big), limit)  # what the agent does before sending
+        agent.send_raw(encode(frame))
+        wait_until(
+            lambda: any(m["id"] == "r1" for m in call(server, "GET", f"/api/sessions/{sid}")[1]["messages"]),
+            what="the cut tool result in the history",
+        )
+        [stored] = [m for m in call(server, "GET", f"/api/sessions/{sid}")[1]["messages"] if m["id"] == "r1"]
+        assert stored["content"].startswith("line\n") and "cut by the agent" in stored["content"]
+        assert status_of(server, sid) == "idle"
+    finally:
+        server.stop()
