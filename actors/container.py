@@ -216,10 +216,11 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
             **claude_code_env(self._config),
             "BERTH_MAX_FRAME_BYTES": str(self._config.max_agent_frame_bytes),
-            **({"BERTH_TOOL_USER": self._config.tool_user} if self._config.tool_user else {}),
             **dict(self._config.container_env),
             **msg.env,
             **dict(own.env if own else ()),
+            # Last: no environment setting may run the tools as the agent by accident.
+            **({"BERTH_TOOL_USER": self._config.tool_user} if self._config.tool_user else {}),
         }
         spec = ContainerSpec(
             name=f"berth-{self._config.instance_id}-{sid}",
