@@ -126,7 +126,8 @@ async def scenario(shared: Path) -> dict[str, Any]:
             asked = await h.frame(ApprovalRequest, timeout=TURN_TIMEOUT)
             await runner.approval_response(asked.approval.id, True, None)
             outcomes = [await h.turn(first, TURN_TIMEOUT)]
-            cli_uid = os.stat(f"/proc/{runner._process.pid}").st_uid
+            assert runner._cli is not None
+            cli_uid = os.stat(f"/proc/{runner._cli.pid}").st_uid
             await runner.update_token(Secret(TOKEN_B))
             outcomes.append(await h.turn(h.send("again"), TURN_TIMEOUT))
         conversation = api.conversation()
