@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_worker() -> int:
     env = dict(os.environ)
     try:
-        isolation.prepare(env)  # before a pool assignment is saved beside the secrets
+        isolation.prepare(env)  # before a warm CLI starts or a pool assignment is saved
     except (ValueError, OSError, isolation.IsolationError) as exc:
         log.error("cannot start: %s", exc)
         return 2
@@ -68,7 +68,6 @@ def run_worker() -> int:
     try:
         config = AgentConfig.from_env(env)
         config.session_token()
-        isolation.prepare(env, config.credentials_path)
     except (ConfigError, OSError, isolation.IsolationError) as exc:
         log.error("cannot start: %s", exc)
         return 2

@@ -144,14 +144,14 @@ def lock_secrets(secrets_dir: Path) -> None:
         os.chmod(parent, 0o700)
 
 
-def prepare(env: Mapping[str, str], credentials_path: Path | None = None) -> ToolUser | None:
-    """Before anything else in a worker: check, lock the secrets, make the CLI's
-    config directory. Raises IsolationError (or ValueError for a bad setting)."""
+def prepare(env: Mapping[str, str]) -> ToolUser | None:
+    """Before anything else in a worker (a warm-pool CLI starts before its
+    session): check, lock the secrets, make the CLI's config directory.
+    Raises IsolationError (or ValueError for a bad setting)."""
     tool_user = tool_user_from_env(env)
     if tool_user is None:
         return None
     check_can_separate(tool_user)
     lock_secrets(Path(env.get("BERTH_SECRETS_DIR") or "/run/berth/secrets"))
-    if credentials_path is not None:
-        tool_user.prepare_config_dir(credentials_path.parent)
+    tool_user.prepare_config_dir(Path(env.get("CLAUDE_CONFIG_DIR") or TOOL_CONFIG_DIR))
     return tool_user

@@ -289,7 +289,7 @@ def _cold(running: Any, docker_client: Any, api: Any, claude_dir: Path) -> dict[
     _write_login(claude_dir, TOKEN_B)
     wait_until(
         lambda: (
-            container.exec_run(["grep", "-q", TOKEN_B, "/home/berth/.claude/.credentials.json"]).exit_code
+            container.exec_run(["grep", "-q", TOKEN_B, "/run/berth-claude/.credentials.json"]).exit_code
             == 0
         ),
         30,
@@ -302,7 +302,7 @@ def _cold(running: Any, docker_client: Any, api: Any, claude_dir: Path) -> dict[
 
 def _serves(container: Any, sid: str) -> bool:
     """Whether a (pooled) container's agent was assigned ``sid``."""
-    out = container.exec_run(["cat", "/home/berth/.berth/assignment.json"]).output.decode()
+    out = container.exec_run(["cat", "/run/berth/assignment.json"]).output.decode()
     return f'"sessionId":"{sid}"' in out
 
 
