@@ -121,14 +121,14 @@ def _serve(args: argparse.Namespace, loaded: Loaded) -> int:
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     url_file = config.state_dir / SERVER_URL_FILE
     url_file.write_text(running.server.http_url + "\n")
+    stop = threading.Event()  # before saying it serves: a SIGTERM from then on is an orderly stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(
         f"Berth is serving on {running.server.http_url} (web page: {running.server.http_url}/, "
         f"agents: {running.server.ws_url}/agent/<id>)",
         flush=True,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     print("Shutting down: terminating sessions and removing their containers…", flush=True)
     running.stop()
