@@ -380,6 +380,9 @@ class _Step:
     def user_message(self, content: str) -> Rejected | None:
         if not content.strip():
             return Rejected("a message needs some content", 400)
+        if len(content) > self.s.rules.prompt_chars:
+            limit = self.s.rules.prompt_chars
+            return Rejected(f"the message is {len(content)} characters; the limit is {limit}", 400)
         onboarding = roles.onboarding_pending(self)  # issue 11
         if onboarding is not None:
             return onboarding

@@ -51,6 +51,7 @@ class SessionRules:
     token_retry_delay: float
     needs_token: bool
     use_pool: bool
+    prompt_chars: int
     agent_queue_limit: int = 1000
     manager: ManagerRules = field(default_factory=lambda: ManagerRules.of(BerthConfig()))
 
@@ -64,6 +65,7 @@ class SessionRules:
             reconnect_grace=config.reconnect_grace,
             token_retry_delay=config.token_retry_delay,
             needs_token=runner not in TOKENLESS_RUNNERS,
+            prompt_chars=config.max_prompt_chars,
             # A manager's token file, or a session's own image, needs a cold start.
             use_pool=use_pool and not spec.manager and spec.container is None,
             manager=ManagerRules.of(config),

@@ -36,7 +36,7 @@ import pykka
 
 from actors import messages as m
 from actors.child_slot import ChildSlot
-from actors.config import BerthConfig
+from actors.config import AGENT_RUNNERS, BerthConfig
 from actors.container import ContainerActor
 from actors.directory import Directory
 from actors.events import EventBus
@@ -291,7 +291,7 @@ class SupervisorActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ sessions
 
     def _create(self, spec: m.SessionSpec) -> str | Rejected:
-        problem = _invalid(spec)
+        problem = _invalid(spec, self._config)
         if problem:
             return Rejected(problem, 400)
         for kind in ESSENTIAL:
@@ -396,14 +396,32 @@ def _stop_together(refs: list[Any], timeout: float) -> None:
             log.warning("an actor did not stop within %g s", timeout)
 
 
-def _invalid(spec: m.SessionSpec) -> str | None:
+def _invalid(spec: m.SessionSpec, config: BerthConfig) -> str | None:
+    """The same bounds the transport applies, for host apps that call the API directly."""
     name = spec.name.strip()
-    if not 1 <= len(name) <= 100 or not name.isprintable():
-        return "name must be 1-100 printable characters"
+    if not 1 <= len(name) <= config.max_name_chars or not name.isprintable():
+        return f"name must be 1-{config.max_name_chars} printable characters"
     if spec.permission_mode not in PERMISSION_MODES:
         return f"unknown permission mode {spec.permission_mode!r}; use one of {', '.join(PERMISSION_MODES)}"
-    if spec.repo_url is not None and not _REPO.match(spec.repo_url):
-        return f"repo_url {spec.repo_url!r} is not an https://, ssh:// or git@ repository URL"
-    if spec.branch is not None and not _BRANCH.match(spec.branch):
-        return f"branch {spec.branch!r} contains invalid characters"
+    if spec.runner is not None and spec.runner not in AGENT_RUNNERS:
+        return f"unknown runner {_cut(spec.runner)!r}; use one of {', '.join(AGENT_RUNNERS)}"
+    if spec.model is not None and len(spec.model) > config.max_model_chars:
+        return f"model is {len(spec.model)} characters; the limit is {config.max_model_chars}"
+    if spec.repo_url is not None and (
+        len(spec.repo_url) > config.max_repo_url_chars or not _REPO.match(spec.repo_url)
+    ):
+        return (
+            f"repo_url {_cut(spec.repo_url)!r} is not an https://, ssh:// or git@ repository URL "
+            f"of at most {config.max_repo_url_chars} characters"
+        )
+    if spec.branch is not None and (
+        len(spec.branch) > config.max_branch_chars or not _BRANCH.match(spec.branch)
+    ):
+        return (
+            f"branch {_cut(spec.branch)!r} contains invalid characters or is over {config.max_branch_chars}"
+        )
     return None
+
+
+def _cut(text: str, keep: int = 80) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}…"

@@ -351,3 +351,22 @@ def test_deleting_a_session_while_its_container_is_starting_removes_the_containe
     gate.set()
     wait_until(lambda: runtime.removed, what="the late container to be removed")
     assert runtime.by_session(sid) is None
+
+
+def test_the_embedding_api_applies_the_same_input_bounds_as_the_server(tree):
+    runtime = StubRuntime()
+    berth = tree(runtime=runtime, max_prompt_chars=10, max_model_chars=5)
+    for fields, named in (
+        ({"runner": "../../bin/sh"}, "unknown runner"),
+        ({"model": "x" * 6}, "the limit is 5"),
+        ({"repo_url": "https://example.com/" + "a" * 3000}, "repository URL"),
+        ({"permission_mode": "root"}, "unknown permission mode"),
+    ):
+        with pytest.raises(BerthError) as refused:
+            berth.create_session(name="bounded", **fields)
+        assert refused.value.code == 400 and named in str(refused.value)
+        assert len(str(refused.value)) < 300
+    sid, _ = ready_session(berth, runtime)
+    with pytest.raises(BerthError) as long_prompt:
+        berth.send_message(sid, "y" * 11)
+    assert long_prompt.value.code == 400 and "the limit is 10" in str(long_prompt.value)
