@@ -149,6 +149,20 @@ class BerthConfig:
     claude_park_after: float = 0.0
     #: Start Claude Code so that a session can be switched to ``dangerous`` later.
     claude_allow_dangerous: bool = True
+    #: The session store's write-behind batch window: a kill -9 loses at most this much.
+    store_flush_interval: float = 0.05
+    #: fsync every store commit (SQLite synchronous=FULL): survives power loss, costs a disk flush.
+    store_fsync: bool = False
+    #: Ended sessions stay readable this long (then their transcript is purged).
+    ended_retention: float = 7 * 24 * 3600.0
+    #: Removal of a container that failed (engine down) is retried after this, doubling...
+    container_remove_retry: float = 1.0
+    #: ...up to this delay between attempts, until it succeeds.
+    container_remove_retry_max: float = 30.0
+    #: The Docker events watch re-subscribes after this when its stream breaks, doubling...
+    engine_watch_retry: float = 0.5
+    #: ...up to this delay between attempts.
+    engine_watch_retry_max: float = 10.0
 
     #: uid:gid the Claude CLI and every tool the model runs use inside the
     #: container; the agent (``container_user``) owns the secrets, this user
@@ -213,6 +227,12 @@ class BerthConfig:
             "manager_max_pause",
             "claude_token_wait",
             "claude_park_after",
+            "store_flush_interval",
+            "ended_retention",
+            "container_remove_retry",
+            "container_remove_retry_max",
+            "engine_watch_retry",
+            "engine_watch_retry_max",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")
@@ -234,6 +254,10 @@ class BerthConfig:
             raise ValueError("instance_id may hold letters, digits, '-' and '_' only")
         if self.agent_runner not in AGENT_RUNNERS:
             raise ValueError(f"agent_runner must be one of {', '.join(AGENT_RUNNERS)}")
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / f"sessions-{self.instance_id}.sqlite3"
 
     @property
     def secrets_root(self) -> Path:

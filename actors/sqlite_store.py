@@ -1,0 +1,420 @@
+"""The embedded session store: SQLite (WAL) in the state dir, written behind.
+
+Callers (session actors, on the relay path) only put values on a queue; one
+writer thread takes everything that arrived within ``flush_interval`` and
+commits it as one transaction. Repeated saves of one session within a batch
+collapse into the last one. So a kill -9 loses at most the writes of the last
+batch window (plus the time one commit takes); ``docs/durability.md`` states
+the promise and the fsync policy.
+
+A session's token is never written: the state is stored without it and only
+its SHA-256 digest is kept, which is all verification needs. Any other
+``Secret`` reaching the encoder stops the write with an error instead of
+being stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from actors.secret import Secret
+from transport.protocol import SessionEvent
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: "Bert" in ASCII: marks a file as a Berth store, so a foreign database is refused.
+APPLICATION_ID = 0x42657274
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    state BLOB NOT NULL,
+    token_digest TEXT,
+    ended_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS events (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class StoreUnavailable(ValueError):
+    """The store file cannot be used; the message is one line naming the fix."""
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """One session as the last committed batch left it."""
+
+    session_id: str
+    #: The state as JSON, without its token.
+    state: bytes
+    #: SHA-256 (hex) of the session token, for verifying a reconnecting agent.
+    token_digest: str | None
+    ended_at: float | None
+    updated_at: float
+    #: Its events in ``seq`` order (the last ``event_limit`` of them).
+    events: tuple[SessionEvent, ...]
+
+    def decode(self, state_type: type[T]) -> T:
+        return msgspec.json.decode(self.state, type=state_type)
+
+
+def token_digest(token: Secret) -> str:
+    return hashlib.sha256(token.reveal().encode()).hexdigest()
+
+
+def digest_matches(given: str | None, digest: str) -> bool:
+    """Constant-time check of a presented token against a stored digest."""
+    if given is None:
+        return False
+    return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), digest)
+
+
+def _session_id(state: Any) -> str:
+    return str(state.session_id)
+
+
+def _is_ended(state: Any) -> bool:
+    return bool(getattr(state, "ended", False))
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, Secret):
+        raise TypeError("a Secret reached the session store; it must be stripped before saving")
+    raise NotImplementedError(f"the session store cannot encode {type(value).__name__}")
+
+
+def _without_token(state: Any) -> tuple[Any, Secret | None]:
+    token = getattr(state, "token", None)
+    if token is None:
+        return state, None
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(state, token=None), token
+    if isinstance(state, msgspec.Struct):
+        return msgspec.structs.replace(state, token=None), token
+    raise TypeError(f"cannot strip the token from a {type(state).__name__}")
+
+
+@dataclass(frozen=True)
+class _Save:
+    state: Any
+    at: float
+
+
+@dataclass(frozen=True)
+class _Event:
+    session_id: str
+    event: SessionEvent
+
+
+@dataclass(frozen=True)
+class _Forget:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class _Barrier:
+    """Everything queued before it is committed when ``done`` runs."""
+
+    done: Callable[[], None]
+
+
+_STOP = object()
+
+
+def open_connection(path: Path, fsync: bool) -> sqlite3.Connection:
+    """Open (or create) the store; StoreUnavailable when it is not usable.
+
+    Nothing is overwritten: a file that is not a Berth store, or that fails
+    its integrity check, is refused as it is.
+    """
+    fix = "fix or move the file away (Berth changed nothing) and start again"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StoreUnavailable(f"the session store's directory cannot be created: {exc}") from None
+    existed = path.exists()
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"the session store {path} cannot be opened: {exc}; {fix}") from None
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables and app_id != APPLICATION_ID:
+            raise StoreUnavailable(f"the session store {path} is an SQLite file but not a Berth store; {fix}")
+        if existed and tables:
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise StoreUnavailable(f"the session store {path} is corrupt ({check}); {fix}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"the session store {path} was written by a newer Berth (schema {version}); "
+                    "upgrade Berth or use another state dir"
+                )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        conn.executescript(
+            f"{_SCHEMA} PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION};"
+        )
+        # A real write now, so an unwritable file is refused at start, not at the first session.
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)", (time.time(),))
+    except StoreUnavailable:
+        conn.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreUnavailable(f"the session store {path} is not usable: {exc}; {fix}") from None
+    try:
+        path.chmod(0o600)
+    except OSError:
+        pass
+    return conn
+
+
+class SqliteStore:
+    """``SessionStore`` on SQLite; callers never wait for the disk."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_interval: float = 0.05,
+        fsync: bool = False,
+        retention: float = 7 * 24 * 3600.0,
+        event_limit: int = 5000,
+        session_id: Callable[[Any], str] = _session_id,
+        is_ended: Callable[[Any], bool] = _is_ended,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._conn = open_connection(path, fsync)
+        self._fsync = fsync
+        self._interval = flush_interval
+        self._retention = retention
+        self._event_limit = event_limit
+        self._session_id = session_id
+        self._is_ended = is_ended
+        self._clock = clock
+        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._last_purge = 0.0
+        self.write_errors = 0
+        self.purge_expired()
+        self._thread = threading.Thread(target=self._run, name="berth-store", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ SessionStore
+
+    def save_session(self, state: Any) -> None:
+        self._queue.put(_Save(state, self._clock()))
+
+    def append_event(self, session_id: str, event: SessionEvent) -> None:
+        self._queue.put(_Event(session_id, event))
+
+    def forget(self, session_id: str) -> None:
+        self._queue.put(_Forget(session_id))
+
+    def close(self) -> None:
+        """Commit everything queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+        self._conn.close()
+
+    # ------------------------------------------------------------ durability
+
+    def when_durable(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the writer thread) once all earlier writes are committed."""
+        self._queue.put(_Barrier(callback))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything queued so far is committed."""
+        done = threading.Event()
+        self.when_durable(done.set)
+        return done.wait(timeout)
+
+    # ------------------------------------------------------------ reading
+
+    def load(self) -> list[StoredSession]:
+        """Every stored session with its events (committed writes only)."""
+        decoder = msgspec.json.Decoder(SessionEvent)
+        reader = sqlite3.connect(self.path)
+        try:
+            rows = reader.execute(
+                "SELECT session_id, state, token_digest, ended_at, updated_at FROM sessions ORDER BY rowid"
+            ).fetchall()
+            result = []
+            for sid, state, digest, ended_at, updated_at in rows:
+                bodies = reader.execute(
+                    "SELECT body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
+                ).fetchall()
+                events = tuple(decoder.decode(body) for (body,) in bodies)
+                result.append(StoredSession(sid, bytes(state), digest, ended_at, updated_at, events))
+            return result
+        finally:
+            reader.close()
+
+    def purge_expired(self) -> int:
+        """Remove ended sessions older than the retention; how many went."""
+        now = self._clock()
+        self._last_purge = now
+        cutoff = now - self._retention
+        with _transaction(self._conn):
+            gone = [
+                sid
+                for (sid,) in self._conn.execute(
+                    "SELECT session_id FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ?", (cutoff,)
+                )
+            ]
+            for sid in gone:
+                self._delete(sid)
+        return len(gone)
+
+    # ------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        pending: list[Any] = []
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch = [first]
+            if first is not _STOP and not isinstance(first, _Barrier):
+                deadline = time.monotonic() + self._interval
+                while (remaining := deadline - time.monotonic()) > 0:
+                    try:
+                        item = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
+                    batch.append(item)
+                    if item is _STOP or isinstance(item, _Barrier):
+                        break
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(item is _STOP for item in batch)
+            pending.extend(item for item in batch if item is not _STOP)
+            pending = self._commit(pending)
+
+    def _commit(self, items: list[Any]) -> list[Any]:
+        """Write ``items`` in one transaction; what could not be written is returned for a retry."""
+        saves: dict[str, _Save] = {}
+        barriers: list[_Barrier] = []
+        try:
+            with _transaction(self._conn):
+                for item in items:
+                    match item:
+                        case _Save():
+                            saves[self._session_id(item.state)] = item
+                        case _Event(session_id=sid, event=event):
+                            body = self._encode(event)
+                            if body is not None:
+                                self._conn.execute(
+                                    "INSERT OR REPLACE INTO events (session_id, seq, body) VALUES (?, ?, ?)",
+                                    (sid, event.seq, body),
+                                )
+                        case _Forget(session_id=sid):
+                            saves.pop(sid, None)
+                            self._delete(sid)
+                        case _Barrier():
+                            barriers.append(item)
+                for sid, save in saves.items():
+                    self._write_session(sid, save)
+            if self._clock() - self._last_purge > self._retention / 1000:
+                self.purge_expired()
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            log.error("the session store %s could not commit (will retry): %s", self.path, exc)
+            return [item for item in items if not isinstance(item, _Barrier)] + barriers
+        for barrier in barriers:
+            barrier.done()
+        return []
+
+    def _encode(self, value: Any) -> bytes | None:
+        """JSON of ``value``; None (and an error logged) for a value that must not be stored."""
+        try:
+            return self._encoder.encode(value)
+        except (TypeError, NotImplementedError) as exc:
+            self.write_errors += 1
+            log.error("the session store refused a %s: %s", type(value).__name__, exc)
+            return None
+
+    def _write_session(self, sid: str, save: _Save) -> None:
+        try:
+            state, token = _without_token(save.state)
+        except TypeError as exc:
+            log.error("the session store refused session %s: %s", sid, exc)
+            return
+        body = self._encode(state)
+        if body is None:
+            return
+        ended_at = save.at if self._is_ended(save.state) else None
+        row = self._conn.execute("SELECT ended_at FROM sessions WHERE session_id = ?", (sid,)).fetchone()
+        if row is not None and row[0] is not None and ended_at is not None:
+            ended_at = row[0]
+        digest = token_digest(token) if token is not None else None
+        self._conn.execute(
+            "INSERT INTO sessions (session_id, state, token_digest, ended_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET state = excluded.state, "
+            "token_digest = coalesce(excluded.token_digest, sessions.token_digest), "
+            "ended_at = excluded.ended_at, updated_at = excluded.updated_at",
+            (sid, body, digest, ended_at, save.at),
+        )
+        newest = self._conn.execute("SELECT max(seq) FROM events WHERE session_id = ?", (sid,)).fetchone()[0]
+        if newest is not None and newest > self._event_limit:
+            self._conn.execute(
+                "DELETE FROM events WHERE session_id = ? AND seq <= ?", (sid, newest - self._event_limit)
+            )
+
+    def _delete(self, sid: str) -> None:
+        self._conn.execute("DELETE FROM sessions WHERE session_id = ?", (sid,))
+        self._conn.execute("DELETE FROM events WHERE session_id = ?", (sid,))
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+        self._conn.execute("ROLLBACK")
