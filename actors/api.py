@@ -33,6 +33,7 @@ from actors import messages as m
 from actors.clock import Clock, ManualClock
 from actors.config import BerthConfig
 from actors.directory import Directory
+from actors.durability import Durability
 from actors.events import EventBus
 from actors.manager_events import PauseManager, ReportStep, ResumeManager
 from actors.outcome import Rejected
@@ -105,7 +106,9 @@ class Berth:
         bus: EventBus,
         directory: Directory,
         pool_directory: Directory,
+        durability: Durability | None = None,
     ) -> None:
+        self._durability = durability
         self._supervisor = supervisor
         self._directory = directory
         #: Pool slots waiting for a session (the agent endpoint authenticates them here).
@@ -140,23 +143,28 @@ class Berth:
             from actors.docker_runtime import DockerRuntime
 
             runtime = DockerRuntime()
-        timers = TimerService(clock)
-        bus = EventBus()
-        directory, pool_directory = Directory(), Directory()
-        supervisor = SupervisorActor.start(
-            config,
-            timers,
-            runtime,
-            bus,
-            directory,
-            pool_directory,
-            refresher,
-            environ,
-            store=store,
-            executor=executor,
-            ids=ids,
-        )
-        berth = cls(supervisor, timers, bus, directory, pool_directory)
+        durability = Durability.open(config, store)
+        try:
+            timers = TimerService(clock)
+            bus = EventBus()
+            directory, pool_directory = Directory(), Directory()
+            supervisor = SupervisorActor.start(
+                config,
+                timers,
+                runtime,
+                bus,
+                directory,
+                pool_directory,
+                refresher,
+                environ,
+                store=durability.store,
+                executor=executor,
+                ids=ids,
+            )
+        except BaseException:
+            durability.close()
+            raise
+        berth = cls(supervisor, timers, bus, directory, pool_directory, durability)
         if isinstance(clock, ManualClock):
             timers.settle_hook = berth.settle
         return berth
@@ -352,6 +360,9 @@ class Berth:
                 pass
         self.leftover_timers = self.timers.pending()
         self.timers.stop()
+        if self._durability is not None:
+            self._durability.close()
+            self._durability = None
 
     def __enter__(self) -> Berth:
         return self

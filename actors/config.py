@@ -149,6 +149,8 @@ class BerthConfig:
     claude_park_after: float = 0.0
     #: Start Claude Code so that a session can be switched to ``dangerous`` later.
     claude_allow_dangerous: bool = True
+    #: "sqlite" keeps sessions across restarts (docs/durability.md); "none" keeps nothing.
+    session_store: str = "sqlite"
     #: The session store's write-behind batch window: a kill -9 loses at most this much.
     store_flush_interval: float = 0.05
     #: fsync every store commit (SQLite synchronous=FULL): survives power loss, costs a disk flush.
@@ -250,6 +252,8 @@ class BerthConfig:
                     "tool_user needs the agent to run as root in the container (container_user '0:0') "
                     "to start the tools as another user; set tool_user=None to run tools as the agent"
                 )
+        if self.session_store not in ("sqlite", "none"):
+            raise ValueError(f"session_store must be 'sqlite' or 'none', not {self.session_store!r}")
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError("instance_id may hold letters, digits, '-' and '_' only")
         if self.agent_runner not in AGENT_RUNNERS:

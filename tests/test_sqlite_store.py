@@ -89,7 +89,7 @@ def test_the_session_token_is_never_written_only_its_digest(tmp_path: Path) -> N
 def test_a_secret_anywhere_else_in_the_state_is_refused_not_stored(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     store = _store(path)
-    store.save_session(_state(deadlines=(("grace", Secret(TOKEN)),)))  # type: ignore[arg-type]
+    store.save_session(_state(deadlines=(("grace", Secret(TOKEN)),)))
     assert store.flush()
     assert store.write_errors == 1
     assert store.load() == []
