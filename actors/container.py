@@ -8,6 +8,11 @@ is still in flight, which removal was asked for meanwhile) has one writer.
 On stop: the exit watch is closed, every container still tracked is removed
 (concurrently, waiting for all), and the worker pool is drained. A failure in
 a runtime call is reported to the requester as a message, never raised here.
+
+Engine outages: the exit watch subscribes again by itself; after every
+subscription this actor lists its containers and reports the exits it missed
+(each exit is reported once). A removal that fails is retried on a timer,
+with backoff, until the engine confirms the container is gone.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from actors.runtime import (
 )
 from actors.secret import Secret
 from actors.settle import answer_probe
+from actors.timers import ActorTimers, TimerFired, TimerService
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,32 @@ class _ExitSeen:
     container_id: str
     session_id: str
     exit_code: int
+
+
+@dataclass(frozen=True)
+class _WatchResumed:
+    pass
+
+
+@dataclass(frozen=True)
+class _Reconcile:
+    records: tuple[ContainerRecord, ...]
+
+
+@dataclass(frozen=True)
+class _RemoveFailed:
+    session_id: str
+    container_id: str
+    secrets_dir: Path | None
+    delay: float
+
+
+@dataclass(frozen=True)
+class _RetryRemove:
+    session_id: str
+    container_id: str
+    secrets_dir: Path | None
+    delay: float
 
 
 @dataclass(frozen=True)
@@ -97,8 +129,15 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
         *,
         supervisor: ActorRef | None = None,
         executor: Callable[[int], Executor] | None = None,
+        timers: TimerService | None = None,
     ) -> None:
         super().__init__()
+        self._own_timer_service = timers is None
+        self._timer_service = timers or TimerService()
+        #: Exits already reported, by container id (the watch and a reconcile may both see one).
+        self._exit_reported: set[str] = set()
+        #: Removals waiting for their retry timer: container id -> (session id, secrets dir).
+        self._retrying: dict[str, tuple[str, Path | None]] = {}
         self._config = config
         self._runtime = runtime
         self._supervisor = supervisor
@@ -124,16 +163,29 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
     # ------------------------------------------------------------ lifecycle
 
     def _begin(self) -> None:
-        self._watch = self._runtime.watch_exits(self._labels, self._exit_seen)
+        self._timers = ActorTimers(self._timer_service, self.actor_ref)
+        self._watch = self._runtime.watch_exits(
+            self._labels,
+            self._exit_seen,
+            resumed=lambda: self._tell_self(_WatchResumed()),
+            retry=self._config.engine_watch_retry,
+            retry_max=self._config.engine_watch_retry_max,
+        )
 
     def on_stop(self) -> None:
         with self._unannounced_lock:
             self._stopping.set()
         if self._watch is not None:
             self._watch.close()
+        if hasattr(self, "_timers"):
+            self._timers.cancel_all()
+        if self._own_timer_service:
+            self._timer_service.stop()
         pending = [
             self._pool.submit(self._remove_job, sid, cid, self._secret_dirs.pop(sid, None))
             for sid, cid in self._containers.items()
+        ] + [
+            self._pool.submit(self._remove_job, sid, cid, path) for cid, (sid, path) in self._retrying.items()
         ]
         wait(pending, timeout=60)
         self._containers.clear()
@@ -190,6 +242,19 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                 self._pool.submit(self._list_job, frozenset(owners), True)
             case _OrphansFound():
                 self._reap(message)
+            case _WatchResumed():
+                self._pool.submit(self._reconcile_job)
+            case _Reconcile(records=records):
+                self._reconcile(records)
+            case _RemoveFailed():
+                self._removal_failed(message)
+            case TimerFired():
+                retry = self._timers.accept(message)
+                if isinstance(retry, _RetryRemove):
+                    self._retrying.pop(retry.container_id, None)
+                    self._pool.submit(
+                        self._remove_job, retry.session_id, retry.container_id, retry.secrets_dir, retry.delay
+                    )
             case ListContainers():
                 return dict(self._containers)
             case _:
@@ -263,6 +328,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             return
         container_id = self._containers.pop(sid, None)
         secrets_dir = self._secret_dirs.pop(sid, None)
+        self._exit_reported.discard(container_id or "")
         if container_id is None:
             self._pool.submit(_remove_dir, secrets_dir)
         else:
@@ -287,8 +353,39 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
     def _exited(self, msg: _ExitSeen) -> None:
         for key, container_id in self._containers.items():
             if container_id == msg.container_id:
-                self._tell(key, ContainerExited(key, container_id, msg.exit_code))
+                self._report_exit(key, container_id, msg.exit_code)
                 return
+
+    def _report_exit(self, key: str, container_id: str, exit_code: int) -> None:
+        if container_id in self._exit_reported:
+            return
+        self._exit_reported.add(container_id)
+        self._tell(key, ContainerExited(key, container_id, exit_code))
+
+    def _reconcile(self, records: tuple[ContainerRecord, ...]) -> None:
+        """After the watch (re)subscribed: report exits of tracked containers it missed."""
+        by_id = {record.id: record for record in records}
+        for key, container_id in list(self._containers.items()):
+            record = by_id.get(container_id)
+            if record is None:
+                log.warning("the container of session %s is gone from the engine", key)
+                self._report_exit(key, container_id, -1)
+            elif not record.running:
+                code = record.exit_code if record.exit_code is not None else -1
+                self._report_exit(key, container_id, code)
+
+    def _removal_failed(self, msg: _RemoveFailed) -> None:
+        if self._stopping.is_set():
+            return
+        delay = msg.delay
+        self._retrying[msg.container_id] = (msg.session_id, msg.secrets_dir)
+        retry = _RetryRemove(
+            msg.session_id,
+            msg.container_id,
+            msg.secrets_dir,
+            min(delay * 2, self._config.container_remove_retry_max),
+        )
+        self._timers.start(f"remove:{msg.container_id}", delay, retry)
 
     def _reap(self, msg: _OrphansFound) -> None:
         if msg.adopt:
@@ -342,12 +439,39 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                 return
         self._tell_self(_StartDone(sid, container_id, error))
 
-    def _remove_job(self, sid: str, container_id: str, secrets_dir: Path | None) -> None:
+    def _remove_job(
+        self, sid: str, container_id: str, secrets_dir: Path | None, delay: float | None = None
+    ) -> None:
+        """Remove; on failure ask for a retry (the secrets dir stays until the container is gone)."""
+        delay = self._config.container_remove_retry if delay is None else delay
         try:
             self._runtime.remove(container_id, self._config.container_stop_timeout)
         except Exception as exc:
-            log.warning("could not remove container of session %s: %s", sid, _describe(exc))
+            if self._stopping.is_set():
+                log.error(
+                    "could not remove the container of session %s: %s; the next start with this "
+                    "instance id removes it",
+                    sid,
+                    _describe(exc),
+                )
+            else:
+                log.warning(
+                    "could not remove the container of session %s: %s; retrying in %g s",
+                    sid,
+                    _describe(exc),
+                    delay,
+                )
+                self._tell_self(_RemoveFailed(sid, container_id, secrets_dir, delay))
+            return
         _remove_dir(secrets_dir)
+
+    def _reconcile_job(self) -> None:
+        try:
+            records = tuple(self._runtime.list(self._labels))
+        except Exception as exc:
+            log.warning("could not list containers to reconcile exits: %s", _describe(exc))
+            return
+        self._tell_self(_Reconcile(records))
 
     def _list_job(self, keep: frozenset[str], adopt: bool = False) -> None:
         try:

@@ -51,6 +51,8 @@ class ContainerRecord:
     name: str
     labels: Mapping[str, str]
     running: bool
+    #: The exit code of a container that exited (None while it runs, or unknown).
+    exit_code: int | None = None
 
 
 #: Called with (container id, labels, exit code) when a labelled container dies.
@@ -74,8 +76,20 @@ class ContainerRuntime(Protocol):
         """All containers (running or not) carrying every given label."""
         ...
 
-    def watch_exits(self, labels: Mapping[str, str], callback: ExitCallback) -> Closeable:
-        """Report every exit of a container carrying ``labels`` until closed."""
+    def watch_exits(
+        self,
+        labels: Mapping[str, str],
+        callback: ExitCallback,
+        resumed: Callable[[], None] | None = None,
+        retry: float = 0.5,
+        retry_max: float = 10.0,
+    ) -> Closeable:
+        """Report every exit of a container carrying ``labels`` until closed.
+
+        When the engine's stream breaks, subscribe again after ``retry``
+        seconds, doubling up to ``retry_max``; call ``resumed`` after every
+        subscription so the caller can reconcile exits it may have missed.
+        """
         ...
 
 
@@ -99,7 +113,14 @@ class ExternalRuntime:
     def list(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         return []
 
-    def watch_exits(self, labels: Mapping[str, str], callback: ExitCallback) -> Closeable:
+    def watch_exits(
+        self,
+        labels: Mapping[str, str],
+        callback: ExitCallback,
+        resumed: Callable[[], None] | None = None,
+        retry: float = 0.5,
+        retry_max: float = 10.0,
+    ) -> Closeable:
         return _NoWatch()
 
 

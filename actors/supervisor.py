@@ -193,7 +193,7 @@ class SupervisorActor(pykka.ThreadingActor):
             first = tuple(m.SubscribeTokens(e.ref) for e in self._sessions.values() if e.ref is not None)
         elif kind == "container":
             ref = ContainerActor.start(
-                config, self._runtime, supervisor=self.actor_ref, executor=self._executor
+                config, self._runtime, supervisor=self.actor_ref, executor=self._executor, timers=timers
             )
             if kind in self._restarts:
                 owners = {sid: e.ref for sid, e in self._sessions.items() if e.ref is not None}

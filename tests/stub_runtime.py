@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from actors.container import SECRETS_MOUNT
@@ -81,7 +81,14 @@ class StubRuntime:
                 if all(c.spec.labels.get(k) == v for k, v in labels.items())
             ]
 
-    def watch_exits(self, labels: Mapping[str, str], callback: ExitCallback) -> _Watch:
+    def watch_exits(
+        self,
+        labels: Mapping[str, str],
+        callback: ExitCallback,
+        resumed: Callable[[], None] | None = None,
+        retry: float = 0.5,
+        retry_max: float = 10.0,
+    ) -> _Watch:
         watch = _Watch(self, labels, callback)
         with self.lock:
             self.watches.append(watch)

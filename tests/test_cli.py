@@ -48,7 +48,8 @@ def test_berth_demo_manager_orchestrates_two_children_offline_and_leaves_nothing
 def test_berth_demo_without_a_docker_engine_says_so_and_how_to_get_one(tmp_path: Path):
     done = berth("demo", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}, timeout=60)
     assert done.returncode == 2
-    assert "No Docker engine is reachable" in done.stderr and "docker-up.sh" in done.stderr
+    assert f"the Docker engine at unix://{tmp_path}/none.sock is not reachable: " in done.stderr
+    assert "docker-up.sh" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -191,7 +191,11 @@ def test_an_unreachable_docker_engine_is_a_clear_error_naming_the_fix(monkeypatc
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     with pytest.raises(EngineUnavailable) as err:
         DockerRuntime()
-    assert "No Docker engine is reachable" in str(err.value) and "docker-up.sh" in str(err.value)
+    assert (
+        f"the Docker engine at unix://{tmp_path}/no-docker.sock is not reachable: No such file or directory"
+        in str(err.value)
+    )
+    assert "docker-up.sh" in str(err.value)
 
 
 def test_commands_to_an_ended_session_are_refused_with_a_conflict(docker_tree):
