@@ -149,6 +149,9 @@ class BerthConfig:
     claude_park_after: float = 0.0
     #: Start Claude Code so that a session can be switched to ``dangerous`` later.
     claude_allow_dangerous: bool = True
+    #: A graceful stop terminates sessions and removes their containers (else they keep
+    #: running and the next start with this instance id and state dir takes them back).
+    stop_sessions_on_exit: bool = False
     #: "sqlite" keeps sessions across restarts (docs/durability.md); "none" keeps nothing.
     session_store: str = "sqlite"
     #: The session store's write-behind batch window: a kill -9 loses at most this much.

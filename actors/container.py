@@ -89,6 +89,8 @@ class _WatchResumed:
 @dataclass(frozen=True)
 class _Reconcile:
     records: tuple[ContainerRecord, ...]
+    #: What was tracked before the list was asked for: only those can be judged by it.
+    tracked: frozenset[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,9 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             self._timers.cancel_all()
         if self._own_timer_service:
             self._timer_service.stop()
+        if not self._config.stop_sessions_on_exit and self._containers:
+            log.info("leaving %d session containers running for the next start", len(self._containers))
+            self._containers.clear()
         pending = [
             self._pool.submit(self._remove_job, sid, cid, self._secret_dirs.pop(sid, None))
             for sid, cid in self._containers.items()
@@ -243,9 +248,9 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             case _OrphansFound():
                 self._reap(message)
             case _WatchResumed():
-                self._pool.submit(self._reconcile_job)
-            case _Reconcile(records=records):
-                self._reconcile(records)
+                self._reconcile_soon()
+            case _Reconcile():
+                self._reconcile(message)
             case _RemoveFailed():
                 self._removal_failed(message)
             case TimerFired():
@@ -362,10 +367,15 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
         self._exit_reported.add(container_id)
         self._tell(key, ContainerExited(key, container_id, exit_code))
 
-    def _reconcile(self, records: tuple[ContainerRecord, ...]) -> None:
+    def _reconcile_soon(self) -> None:
+        self._pool.submit(self._reconcile_job, frozenset(self._containers.items()))
+
+    def _reconcile(self, msg: _Reconcile) -> None:
         """After the watch (re)subscribed: report exits of tracked containers it missed."""
-        by_id = {record.id: record for record in records}
+        by_id = {record.id: record for record in msg.records}
         for key, container_id in list(self._containers.items()):
+            if (key, container_id) not in msg.tracked:
+                continue
             record = by_id.get(container_id)
             if record is None:
                 log.warning("the container of session %s is gone from the engine", key)
@@ -394,6 +404,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                 if sid in msg.keep and sid in self._owners and sid not in self._containers:
                     self._containers[sid] = record.id
                     self._secret_dirs[sid] = self._secrets_dir(sid)
+            self._reconcile_soon()
         live = msg.keep | self._starting | set(self._containers)
         live_ids = set(self._containers.values())
         for record in msg.records:
@@ -465,13 +476,13 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             return
         _remove_dir(secrets_dir)
 
-    def _reconcile_job(self) -> None:
+    def _reconcile_job(self, tracked: frozenset[tuple[str, str]]) -> None:
         try:
             records = tuple(self._runtime.list(self._labels))
         except Exception as exc:
             log.warning("could not list containers to reconcile exits: %s", _describe(exc))
             return
-        self._tell_self(_Reconcile(records))
+        self._tell_self(_Reconcile(records, tracked))
 
     def _list_job(self, keep: frozenset[str], adopt: bool = False) -> None:
         try:

@@ -55,6 +55,7 @@ def base_config(tmp_path: Path) -> BerthConfig:
         reconnect_grace=0,
         container_stop_timeout=0,
         container_memory=None,
+        stop_sessions_on_exit=True,
     )
 
 

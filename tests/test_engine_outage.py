@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from actors.api import Berth
 from actors.docker_runtime import DockerRuntime
 from actors.runtime import LABEL_SESSION
 from tests.conftest import TreeFactory, docker_runtime_or_skip
@@ -47,15 +48,19 @@ def engine(dockerd: PrivateDockerd) -> Iterator[PrivateDockerd]:
         dockerd.start()
 
 
-def _container_of(engine: PrivateDockerd, sid: str) -> Any:
-    found = engine.client().containers.list(all=True, filters={"label": f"{LABEL_SESSION}={sid}"})
+def _container_of(engine: PrivateDockerd, sid: str) -> dict[str, Any] | None:
+    found = engine.client().api.containers(all=True, filters={"label": f"{LABEL_SESSION}={sid}"})
     return found[0] if found else None
 
 
-def _running_container(engine: PrivateDockerd, sid: str) -> Any:
+def _running_container(berth: Berth, engine: PrivateDockerd, sid: str) -> Any:
     def running() -> Any:
+        info = berth.get_session(sid).info
+        assert not info.status.is_final, f"the session ended: {info.status_reason}"
         container = _container_of(engine, sid)
-        return container if container is not None and container.status == "running" else None
+        if container is None or container["State"] != "running":
+            return None
+        return engine.client().containers.get(container["Id"])
 
     return wait_until(running, timeout=30, what=f"the container of session {sid} to run")
 
@@ -65,7 +70,7 @@ def test_a_container_that_died_while_the_engine_was_down_ends_its_session_with_i
 ) -> None:
     berth = tree(runtime=DockerRuntime(url=engine.url), **FAST_RETRIES)
     sid = berth.create_session(name="outage")
-    pid = _running_container(engine, sid).attrs["State"]["Pid"]
+    pid = _running_container(berth, engine, sid).attrs["State"]["Pid"]
     engine.stop()
     os.kill(pid, signal.SIGKILL)
     engine.start()
@@ -78,7 +83,7 @@ def test_exits_are_noticed_after_the_engine_restarted(tree: TreeFactory, engine:
     engine.stop()
     engine.start()
     sid = berth.create_session(name="after the restart")
-    _running_container(engine, sid).kill()
+    _running_container(berth, engine, sid).kill()
     view = berth.wait_for_status(sid, {"error"}, timeout=30)
     assert view.info.status_reason == "Session container exited unexpectedly (exit code 137)"
 
@@ -101,7 +106,7 @@ def test_a_container_whose_removal_failed_in_an_outage_is_removed_once_the_engin
 ) -> None:
     berth = tree(runtime=DockerRuntime(url=engine.url), **FAST_RETRIES)
     sid = berth.create_session(name="removed later")
-    _running_container(engine, sid)
+    _running_container(berth, engine, sid)
     secrets = tree.started[-1][2].secrets_root / sid
     assert secrets.is_dir()
     engine.stop()
