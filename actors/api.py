@@ -143,9 +143,13 @@ class Berth:
             from actors.docker_runtime import DockerRuntime
 
             runtime = DockerRuntime()
-        durability = Durability.open(config, store)
+        timers = TimerService(clock)
         try:
-            timers = TimerService(clock)
+            durability = Durability.open(config, timers.clock, store)
+        except BaseException:
+            timers.stop()
+            raise
+        try:
             bus = EventBus()
             directory, pool_directory = Directory(), Directory()
             supervisor = SupervisorActor.start(
@@ -161,7 +165,9 @@ class Berth:
                 executor=executor,
                 ids=ids,
             )
+            supervisor.ask(m.GetChildren(), timeout=ASK_TIMEOUT)  # on_start done: recovered sessions listed
         except BaseException:
+            timers.stop()
             durability.close()
             raise
         berth = cls(supervisor, timers, bus, directory, pool_directory, durability)

@@ -94,8 +94,11 @@ class BerthConfig:
     container_memory: str | None = "4g"
     container_pids_limit: int = 512
     agent_runner: str = "builtin"
-    #: A container whose agent cannot reach the server this long exits.
+    #: A container whose agent cannot reach the server this long exits: the bound on how
+    #: long a server may be down (restart, upgrade) and still get its sessions back.
     agent_orphan_timeout: float = 600.0
+    #: Longest wait between an agent's reconnect attempts (full jitter below it).
+    agent_backoff_cap: float = 10.0
     #: Pre-started containers waiting for a session (0 = no pool).
     warm_pool_size: int = 0
     #: Wait before starting a pooled container again after a failed start.

@@ -286,6 +286,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             "BERTH_ORPHAN_TIMEOUT": str(self._config.agent_orphan_timeout),
             **claude_code_env(self._config),
             "BERTH_MAX_FRAME_BYTES": str(self._config.max_agent_frame_bytes),
+            "BERTH_BACKOFF_CAP": str(self._config.agent_backoff_cap),
             **dict(self._config.container_env),
             **msg.env,
             **dict(own.env if own else ()),
@@ -332,7 +333,8 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             self._remove_when_started.add(sid)
             return
         container_id = self._containers.pop(sid, None)
-        secrets_dir = self._secret_dirs.pop(sid, None)
+        # A session recovered after a restart may own a secrets dir this actor never wrote.
+        secrets_dir = self._secret_dirs.pop(sid, None) or self._secrets_dir(sid)
         self._exit_reported.discard(container_id or "")
         if container_id is None:
             self._pool.submit(_remove_dir, secrets_dir)

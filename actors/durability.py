@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.clock import Clock
 from actors.config import BerthConfig
 from actors.instance_lock import InstanceLock
 from actors.sqlite_store import SqliteStore
+from actors.state_codec import SessionStateCodec
 from actors.store import NullStore, SessionStore
 
 
@@ -21,7 +23,7 @@ class Durability:
     store: SessionStore
 
     @classmethod
-    def open(cls, config: BerthConfig, store: SessionStore | None = None) -> Durability:
+    def open(cls, config: BerthConfig, clock: Clock, store: SessionStore | None = None) -> Durability:
         """Lock the instance, then open its store (``store`` given: use that one)."""
         lock = InstanceLock.acquire(config.state_dir, config.instance_id)
         if store is not None:
@@ -34,6 +36,7 @@ class Durability:
                     fsync=config.store_fsync,
                     retention=config.ended_retention,
                     event_limit=config.event_log_limit,
+                    codec=SessionStateCodec(clock.now, clock.wall),
                 )
                 if config.session_store == "sqlite"
                 else NullStore()

@@ -27,6 +27,17 @@ class Journal:
         self._log: deque[SessionEvent] = deque(maxlen=log_limit)
         self._sinks: list[EventSink] = []
         self._global = tuple(global_sinks)
+        #: Event numbers (start, end] that no event has (skipped after a restart).
+        self._gap = (0, 0)
+
+    def restore(
+        self, events: Iterable[SessionEvent], history: Iterable[ChatMessage], gap: tuple[int, int]
+    ) -> None:
+        """After a restart: the stored events and history; numbering goes on after ``gap``."""
+        self._log.extend(events)
+        self.history.extend(history)
+        self._gap = gap
+        self.seq = gap[1]
 
     def append(self, event: SessionEvent) -> None:
         """Log and deliver an event the session core numbered (``seq`` strictly increases)."""
@@ -60,6 +71,8 @@ class Journal:
     def _can_replay(self, since: int) -> bool:
         if since > self.seq or since < 0:
             return False
+        if self._gap[0] < since <= self._gap[1] and since != self.seq:
+            return False  # the client saw events a crash lost: only a snapshot is true
         if since == self.seq:
             return True
         return bool(self._log) and self._log[0].seq <= since + 1

@@ -401,6 +401,13 @@ class ContainerExited:
 
 
 @dataclass(frozen=True)
+class ContainerLost:
+    """After a restart: the session's container is gone or cannot be used again."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class TransferContainer:
     """Hand the container tracked as ``from_key`` (a pool slot) to session ``to_key``."""
 

@@ -31,6 +31,7 @@ from actors.events import EventBus
 from actors.guarded_start import GuardedStart
 from actors.journal import Journal
 from actors.outcome import Rejected
+from actors.recovery import Restored
 from actors.secret import Secret
 from actors.session_core import start, step
 from actors.session_state import (
@@ -73,6 +74,7 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         cell: m.InfoCell,
         deps: SessionDeps,
         manager_token: Secret | None = None,
+        restored: Restored | None = None,
     ) -> None:
         super().__init__()
         self._manager_token = manager_token  # a manager session's scoped API token (issue 11)
@@ -85,6 +87,11 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         self.state: SessionState = new_session(session_id, spec, rules, self._now())
         config = deps.config
         self._journal = Journal(config.history_limit, config.event_log_limit, (deps.bus.publish,))
+        #: Recovered after a restart (actors.recovery): resumed instead of started.
+        self._restored = restored
+        if restored is not None:
+            self.state = restored.state
+            self._journal.restore(restored.events, restored.history, restored.seq_gap)
         self._links: dict[str, m.AgentLink] = {}
         self._timers: ActorTimers  # set in on_start, when actor_ref exists
         self.handled = 0
@@ -95,7 +102,12 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         self._timers = ActorTimers(self._deps.timers, self.actor_ref)
         if self.state.rules.needs_token:
             self._deps.token.tell(m.SubscribeTokens(self.actor_ref))
-        self._apply(*start(self.state, self._now()))
+        if self._restored is None:
+            self._apply(*start(self.state, self._now()))
+            return
+        self._apply(self._restored.state, self._restored.effects)
+        for message in self._restored.then:
+            self._run(message)
 
     def on_stop(self) -> None:
         self._release("session stopped")

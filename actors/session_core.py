@@ -13,6 +13,8 @@ state is ignored, so nothing fires after a delete or a cancel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -64,6 +66,43 @@ def start(state: SessionState, now: Instant) -> tuple[SessionState, tuple[fx.Eff
         s.ask_for_token()
     else:
         s.launch()
+    return s.done()
+
+
+#: The message each timer delivers (the inverse of TIMER_OF), for re-arming after a restart.
+MESSAGE_OF: dict[str, Any] = {
+    "startup": m.StartupTimedOut(),
+    "token-retry": m.RetryToken(),
+    "reconnect-grace": m.ReconnectGraceExpired(),
+    "eviction": m.EvictionDue(),
+}
+
+
+def resume(
+    state: SessionState, now: Instant, deadlines: Mapping[str, float]
+) -> tuple[SessionState, tuple[fx.Effect, ...]]:
+    """A session loaded from the store after a restart (issue 9: ``actors.recovery``).
+
+    Its timers are re-armed at ``deadlines`` (this clock's time; a deadline
+    already passed fires at once). A live session whose agent was connected
+    waits for it to reconnect, within the grace period.
+    """
+    s = _Step(replace(state, timers=MappingProxyType({}), token=None, pushed=None), now)
+    for name, deadline in deadlines.items():
+        if name in MESSAGE_OF:
+            s.arm(name, max(0.0, deadline - now.mono), MESSAGE_OF[name])
+    if not s.s.final and not isinstance(s.s.lifecycle, Starting):
+        grace = s.s.rules.reconnect_grace
+        s.disarm("reconnect-grace")
+        s.set(link=Reconnecting(now.mono + grace, "Berth restarted; waiting for the agent to reconnect"))
+        s.note("system", f"Berth restarted; waiting {grace:g} s for the session agent to reconnect")
+        s.arm("reconnect-grace", grace, m.ReconnectGraceExpired())
+    elif not s.s.final:
+        s.set(link=NoAgent())
+    if not s.s.final and s.s.rules.needs_token:
+        s.ask_for_token()
+    s.publish_info(force=True)
+    s.emit(fx.Persist())
     return s.done()
 
 
@@ -179,6 +218,8 @@ class _Step:
                 self.end(S.ERROR, f"Container startup failed: {reason}")
             case m.ContainerExited(exit_code=code):
                 self.end(S.ERROR, f"Session container exited unexpectedly (exit code {code})")
+            case m.ContainerLost(reason=reason):
+                self.end(S.ERROR, reason)
             case m.StartupTimedOut():
                 if isinstance(self.s.lifecycle, Starting):
                     self.end(

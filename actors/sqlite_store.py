@@ -7,10 +7,10 @@ collapse into the last one. So a kill -9 loses at most the writes of the last
 batch window (plus the time one commit takes); ``docs/durability.md`` states
 the promise and the fsync policy.
 
-A session's token is never written: the state is stored without it and only
-its SHA-256 digest is kept, which is all verification needs. Any other
-``Secret`` reaching the encoder stops the write with an error instead of
-being stored.
+A session's agent token is never written: only its SHA-256 digest is kept
+(``remember_token``), which is all verification needs; the codec leaves
+every secret out of the state. A ``Secret`` reaching the encoder stops that
+write with an error instead of being stored.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -45,11 +45,11 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     state BLOB NOT NULL,
-    token_digest TEXT,
     ended_at REAL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
+CREATE TABLE IF NOT EXISTS tokens (session_id TEXT PRIMARY KEY, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS events (
     session_id TEXT NOT NULL,
@@ -93,12 +93,18 @@ def digest_matches(given: str | None, digest: str) -> bool:
     return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), digest)
 
 
-def _session_id(state: Any) -> str:
-    return str(state.session_id)
+class StateCodec(Protocol):
+    """What the store needs to know about the state values it keeps."""
 
+    def session_id(self, state: Any) -> str: ...
 
-def _is_ended(state: Any) -> bool:
-    return bool(getattr(state, "ended", False))
+    def is_ended(self, state: Any) -> bool: ...
+
+    def is_deleted(self, state: Any) -> bool: ...
+
+    def encode(self, state: Any) -> bytes:
+        """JSON without any secret; raises TypeError rather than write one."""
+        ...
 
 
 def _enc_hook(value: Any) -> Any:
@@ -107,15 +113,28 @@ def _enc_hook(value: Any) -> Any:
     raise NotImplementedError(f"the session store cannot encode {type(value).__name__}")
 
 
-def _without_token(state: Any) -> tuple[Any, Secret | None]:
-    token = getattr(state, "token", None)
-    if token is None:
-        return state, None
-    if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        return dataclasses.replace(state, token=None), token
-    if isinstance(state, msgspec.Struct):
-        return msgspec.structs.replace(state, token=None), token
-    raise TypeError(f"cannot strip the token from a {type(state).__name__}")
+class PlainCodec:
+    """For any dataclass or Struct with ``session_id`` (and optional ``token``, ``ended``, ``deleted``)."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+    def session_id(self, state: Any) -> str:
+        return str(state.session_id)
+
+    def is_ended(self, state: Any) -> bool:
+        return bool(getattr(state, "ended", False))
+
+    def is_deleted(self, state: Any) -> bool:
+        return bool(getattr(state, "deleted", False))
+
+    def encode(self, state: Any) -> bytes:
+        if getattr(state, "token", None) is not None:
+            if dataclasses.is_dataclass(state) and not isinstance(state, type):
+                state = dataclasses.replace(state, token=None)
+            elif isinstance(state, msgspec.Struct):
+                state = msgspec.structs.replace(state, token=None)
+        return self._encoder.encode(state)
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,12 @@ class _Save:
 class _Event:
     session_id: str
     event: SessionEvent
+
+
+@dataclass(frozen=True)
+class _Token:
+    session_id: str
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -207,8 +232,7 @@ class SqliteStore:
         fsync: bool = False,
         retention: float = 7 * 24 * 3600.0,
         event_limit: int = 5000,
-        session_id: Callable[[Any], str] = _session_id,
-        is_ended: Callable[[Any], bool] = _is_ended,
+        codec: StateCodec | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -217,8 +241,7 @@ class SqliteStore:
         self._interval = flush_interval
         self._retention = retention
         self._event_limit = event_limit
-        self._session_id = session_id
-        self._is_ended = is_ended
+        self._codec: StateCodec = codec or PlainCodec()
         self._clock = clock
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -228,6 +251,10 @@ class SqliteStore:
         self.purge_expired()
         self._thread = threading.Thread(target=self._run, name="berth-store", daemon=True)
         self._thread.start()
+
+    @property
+    def codec(self) -> StateCodec:
+        return self._codec
 
     # ------------------------------------------------------------ SessionStore
 
@@ -239,6 +266,10 @@ class SqliteStore:
 
     def forget(self, session_id: str) -> None:
         self._queue.put(_Forget(session_id))
+
+    def remember_token(self, session_id: str, token: Secret) -> None:
+        """Keep what verifying the session's agent needs: the token's digest, never the token."""
+        self._queue.put(_Token(session_id, token_digest(token)))
 
     def close(self) -> None:
         """Commit everything queued, then stop the writer."""
@@ -263,13 +294,16 @@ class SqliteStore:
 
     # ------------------------------------------------------------ reading
 
-    def load(self) -> list[StoredSession]:
-        """Every stored session with its events (committed writes only)."""
+    def load(self, session_id: str | None = None) -> list[StoredSession]:
+        """Every stored session (or the one asked for) with its events; committed writes only."""
         decoder = msgspec.json.Decoder(SessionEvent)
         reader = sqlite3.connect(self.path)
+        where, args = ("WHERE s.session_id = ?", (session_id,)) if session_id is not None else ("", ())
         try:
             rows = reader.execute(
-                "SELECT session_id, state, token_digest, ended_at, updated_at FROM sessions ORDER BY rowid"
+                "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at FROM sessions s "
+                f"LEFT JOIN tokens t ON t.session_id = s.session_id {where} ORDER BY s.rowid",
+                args,
             ).fetchall()
             result = []
             for sid, state, digest, ended_at, updated_at in rows:
@@ -334,7 +368,12 @@ class SqliteStore:
                 for item in items:
                     match item:
                         case _Save():
-                            saves[self._session_id(item.state)] = item
+                            saves[self._codec.session_id(item.state)] = item
+                        case _Token(session_id=sid, digest=digest):
+                            self._conn.execute(
+                                "INSERT OR REPLACE INTO tokens (session_id, digest) VALUES (?, ?)",
+                                (sid, digest),
+                            )
                         case _Event(session_id=sid, event=event):
                             body = self._encode(event)
                             if body is not None:
@@ -348,7 +387,10 @@ class SqliteStore:
                         case _Barrier():
                             barriers.append(item)
                 for sid, save in saves.items():
-                    self._write_session(sid, save)
+                    if self._codec.is_deleted(save.state):
+                        self._delete(sid)
+                    else:
+                        self._write_session(sid, save)
             if self._clock() - self._last_purge > self._retention / 1000:
                 self.purge_expired()
         except sqlite3.Error as exc:
@@ -370,24 +412,20 @@ class SqliteStore:
 
     def _write_session(self, sid: str, save: _Save) -> None:
         try:
-            state, token = _without_token(save.state)
-        except TypeError as exc:
+            body = self._codec.encode(save.state)
+        except (TypeError, NotImplementedError) as exc:
+            self.write_errors += 1
             log.error("the session store refused session %s: %s", sid, exc)
             return
-        body = self._encode(state)
-        if body is None:
-            return
-        ended_at = save.at if self._is_ended(save.state) else None
+        ended_at = save.at if self._codec.is_ended(save.state) else None
         row = self._conn.execute("SELECT ended_at FROM sessions WHERE session_id = ?", (sid,)).fetchone()
         if row is not None and row[0] is not None and ended_at is not None:
             ended_at = row[0]
-        digest = token_digest(token) if token is not None else None
         self._conn.execute(
-            "INSERT INTO sessions (session_id, state, token_digest, ended_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET state = excluded.state, "
-            "token_digest = coalesce(excluded.token_digest, sessions.token_digest), "
+            "INSERT INTO sessions (session_id, state, ended_at, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (session_id) DO UPDATE SET state = excluded.state, "
             "ended_at = excluded.ended_at, updated_at = excluded.updated_at",
-            (sid, body, digest, ended_at, save.at),
+            (sid, body, ended_at, save.at),
         )
         newest = self._conn.execute("SELECT max(seq) FROM events WHERE session_id = ?", (sid,)).fetchone()[0]
         if newest is not None and newest > self._event_limit:
@@ -398,6 +436,7 @@ class SqliteStore:
     def _delete(self, sid: str) -> None:
         self._conn.execute("DELETE FROM sessions WHERE session_id = ?", (sid,))
         self._conn.execute("DELETE FROM events WHERE session_id = ?", (sid,))
+        self._conn.execute("DELETE FROM tokens WHERE session_id = ?", (sid,))
 
 
 class _transaction:

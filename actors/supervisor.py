@@ -42,10 +42,12 @@ from actors.directory import Directory
 from actors.events import EventBus
 from actors.outcome import Rejected
 from actors.pool import PoolActor
+from actors.recovery import recover
 from actors.runtime import LABEL_APP, LABEL_INSTANCE, ContainerRuntime
 from actors.secret import Secret
 from actors.session import SessionActor, SessionDeps
 from actors.settle import answer_probe
+from actors.sqlite_store import SqliteStore
 from actors.store import NullStore, SessionStore
 from actors.timers import ActorTimers, TimerFired, TimerService
 from actors.token import Refresher, TokenActor
@@ -118,10 +120,6 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self._timers = ActorTimers(self._timer_service, self.actor_ref)
-        self._start_child("token")
-        self._start_child("container")
-        if self._config.warm_pool_size > 0:
-            self._start_child("pool")
         self._deps = SessionDeps(
             config=self._config,
             timers=self._timer_service,
@@ -133,6 +131,25 @@ class SupervisorActor(pykka.ThreadingActor):
             store=self._store,
             directory=self._directory,
         )
+        self._recover()
+        self._start_child("token")
+        self._start_child("container")
+        if self._config.warm_pool_size > 0:
+            self._start_child("pool")
+        self._publish_directory()
+
+    def _recover(self) -> None:
+        """Issue 9: the stored sessions come back first (actors.recovery); their
+        children's slots hold what they tell until the children are installed."""
+        if not isinstance(self._store, SqliteStore):
+            return
+        for found in recover(self._store, self._config, self._timer_service.clock, self._runtime):
+            state = found.restored.state
+            cell = m.InfoCell(state.info)
+            ref = SessionActor.start(
+                found.session_id, state.spec, found.agent_token, cell, self._deps, restored=found.restored
+            )
+            self._sessions[found.session_id] = _Entry(agent_token=found.agent_token, cell=cell, ref=ref)
 
     def on_stop(self) -> None:
         self._timers.cancel_all()
@@ -195,7 +212,7 @@ class SupervisorActor(pykka.ThreadingActor):
             ref = ContainerActor.start(
                 config, self._runtime, supervisor=self.actor_ref, executor=self._executor, timers=timers
             )
-            if kind in self._restarts:
+            if kind in self._restarts or self._sessions:  # a restarted child, or recovered sessions
                 owners = {sid: e.ref for sid, e in self._sessions.items() if e.ref is not None}
                 first = (m.AdoptContainers(owners),)
             else:
@@ -263,8 +280,9 @@ class SupervisorActor(pykka.ThreadingActor):
             case m.GetChildren():
                 return {kind: slot.ref for kind, slot in self._slots.items()}
             case m.ShutdownTree():
-                for sid in list(self._sessions):
-                    self._tell_session(sid, m.Terminate("Berth is shutting down"))
+                if self._config.stop_sessions_on_exit:  # else they wait for the next start
+                    for sid in list(self._sessions):
+                        self._tell_session(sid, m.Terminate("Berth is shutting down"))
             case _:
                 raise TypeError(f"SupervisorActor cannot handle {message!r}")
         return None
@@ -321,6 +339,8 @@ class SupervisorActor(pykka.ThreadingActor):
             id=sid, name=spec.name, status=SessionStatus.STARTING, created_at=self._timer_service.clock.wall()
         )
         cell = m.InfoCell(info)
+        if isinstance(self._store, SqliteStore):
+            self._store.remember_token(sid, token)  # its digest: what verifies the agent after a restart
         ref = SessionActor.start(sid, spec, token, cell, self._deps, manager_token=manager_token)
         self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref, manager_token=manager_token)
         return sid

@@ -31,6 +31,7 @@ class _State:
     deadlines: tuple[tuple[str, float], ...] = ()
     token: Secret | None = None
     ended: bool = False
+    deleted: bool = False
 
 
 def _state(sid: str = "s1", **fields: object) -> _State:
@@ -75,6 +76,7 @@ def test_the_session_token_is_never_written_only_its_digest(tmp_path: Path) -> N
     path = tmp_path / "s.sqlite3"
     store = _store(path)
     store.save_session(_state())
+    store.remember_token("s1", Secret(TOKEN))
     store.close()
     for file in tmp_path.iterdir():
         assert TOKEN.encode() not in file.read_bytes(), file
@@ -121,6 +123,21 @@ def test_forget_removes_the_session_and_its_events(tmp_path: Path) -> None:
         store.forget("a")
         assert store.flush()
         assert [s.session_id for s in store.load()] == ["b"]
+        assert store.load("b")[0].session_id == "b" and store.load("a") == []
+    finally:
+        store.close()
+
+
+def test_saving_a_deleted_session_removes_it(tmp_path: Path) -> None:
+    store = _store(tmp_path / "s.sqlite3")
+    try:
+        store.save_session(_state("a"))
+        store.remember_token("a", Secret(TOKEN))
+        store.append_event("a", _message("a", 1))
+        assert store.flush() and store.load()
+        store.save_session(_state("a", deleted=True))
+        assert store.flush()
+        assert store.load() == []
     finally:
         store.close()
 

@@ -130,7 +130,10 @@ def _serve(args: argparse.Namespace, loaded: Loaded) -> int:
         flush=True,
     )
     stop.wait()
-    print("Shutting down: terminating sessions and removing their containers…", flush=True)
+    if config.stop_sessions_on_exit:
+        print("Shutting down: terminating sessions and removing their containers…", flush=True)
+    else:
+        print("Shutting down: sessions keep running and wait for the next start…", flush=True)
     running.stop()
     url_file.unlink(missing_ok=True)
     return 0
