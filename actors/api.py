@@ -39,6 +39,7 @@ from actors.manager_events import PauseManager, ReportStep, ResumeManager
 from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
 from actors.settle import settle
+from actors.sqlite_store import SqliteStore
 from actors.store import SessionStore
 from actors.supervisor import SupervisorActor
 from actors.timers import TimerService
@@ -393,6 +394,13 @@ class Berth:
             self._ask(self._live_ref(session_id), message)
         except pykka.ActorDeadError:
             raise BerthError(f"session {session_id} has ended", 409) from None
+        self._wait_durable()
+
+    def _wait_durable(self) -> None:
+        """Issue 9: a command is answered only once the store holds it (one batch window)."""
+        store = self._durability.store if self._durability is not None else None
+        if isinstance(store, SqliteStore):
+            store.flush()
 
     @staticmethod
     def _ask(ref: pykka.ActorRef[Any], message: Any) -> Any:

@@ -151,10 +151,11 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         match message:
             case m.Command(command=command, reply=reply):
                 outcome = self._run(command)
-                try:
-                    reply(outcome)
-                except Exception:
-                    log.exception("a command's reply failed")
+                when_durable = getattr(self._deps.store, "when_durable", None)
+                if when_durable is not None:  # issue 9: acknowledged only once stored
+                    when_durable(lambda: _answer(reply, outcome))
+                else:
+                    _answer(reply, outcome)
             case TimerFired():
                 fired = self._timers.accept(message)
                 if fired is not None:
@@ -293,3 +294,10 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
             ref.tell(message)
         except pykka.ActorDeadError:
             log.debug("dropped %r: recipient stopped", type(message).__name__)
+
+
+def _answer(reply: Any, outcome: Rejected | None) -> None:
+    try:
+        reply(outcome)
+    except Exception:
+        log.exception("a command's reply failed")
