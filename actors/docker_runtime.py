@@ -280,7 +280,7 @@ class DockerRuntime:
                 id=c["Id"],
                 name=(c.get("Names") or ["?"])[0].lstrip("/"),
                 labels=c.get("Labels") or {},
-                running=c.get("State") == "running",
+                running=c.get("State") in ("running", "paused", "restarting"),  # alive, not exited
                 exit_code=_exit_code(c.get("Status") or ""),
             )
             for c in found

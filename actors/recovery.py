@@ -39,7 +39,7 @@ from actors.session_core import resume
 from actors.session_state import ContainerPhase, Instant, SessionState
 from actors.sqlite_store import SqliteStore, StoredSession, digest_matches
 from actors.state_codec import SessionStateCodec
-from transport.protocol import ChatMessage, MessageAdded, SessionEvent
+from transport.protocol import ChatMessage, SessionEvent
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _recovered(
     then: tuple[Any, ...] = ()
     if not new_state.final:
         then = _judge_container(new_state, records, token)
-    history = tuple(e.message for e in item.events if isinstance(e, MessageAdded))[-config.history_limit :]
+    history = item.history[-config.history_limit :]
     restored = Restored(
         state=new_state,
         effects=effects,

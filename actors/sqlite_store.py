@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from actors.secret import Secret
-from transport.protocol import SessionEvent
+from transport.protocol import ChatMessage, MessageAdded, SessionEvent
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     state BLOB NOT NULL,
     ended_at REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    trimmed_through INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
 CREATE TABLE IF NOT EXISTS tokens (session_id TEXT PRIMARY KEY, digest TEXT NOT NULL);
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS events (
     session_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    is_message INTEGER NOT NULL,
     body BLOB NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
@@ -75,8 +77,10 @@ class StoredSession:
     token_digest: str | None
     ended_at: float | None
     updated_at: float
-    #: Its events in ``seq`` order (the last ``event_limit`` of them).
+    #: Its latest events in ``seq`` order, with no gap: the journal's replay log.
     events: tuple[SessionEvent, ...]
+    #: Every history message it recorded, oldest first (kept beyond the replay log).
+    history: tuple[ChatMessage, ...] = ()
 
     def decode(self, state_type: type[T]) -> T:
         return msgspec.json.decode(self.state, type=state_type)
@@ -243,6 +247,8 @@ class SqliteStore:
         self._event_limit = event_limit
         self._codec: StateCodec = codec or PlainCodec()
         self._clock = clock
+        #: Events written per session since its replay log was last trimmed.
+        self._since_trim: dict[str, int] = {}
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
@@ -301,17 +307,22 @@ class SqliteStore:
         where, args = ("WHERE s.session_id = ?", (session_id,)) if session_id is not None else ("", ())
         try:
             rows = reader.execute(
-                "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at FROM sessions s "
+                "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at, s.trimmed_through "
+                "FROM sessions s "
                 f"LEFT JOIN tokens t ON t.session_id = s.session_id {where} ORDER BY s.rowid",
                 args,
             ).fetchall()
             result = []
-            for sid, state, digest, ended_at, updated_at in rows:
-                bodies = reader.execute(
-                    "SELECT body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
+            for sid, state, digest, ended_at, updated_at, trimmed in rows:
+                rows_ = reader.execute(
+                    "SELECT seq, is_message, body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
                 ).fetchall()
-                events = tuple(decoder.decode(body) for (body,) in bodies)
-                result.append(StoredSession(sid, bytes(state), digest, ended_at, updated_at, events))
+                decoded = [(seq, is_message, decoder.decode(body)) for seq, is_message, body in rows_]
+                events = tuple(event for seq, _, event in decoded if seq > trimmed)
+                history = tuple(
+                    e.message for _, is_msg, e in decoded if is_msg and isinstance(e, MessageAdded)
+                )
+                result.append(StoredSession(sid, bytes(state), digest, ended_at, updated_at, events, history))
             return result
         finally:
             reader.close()
@@ -378,9 +389,11 @@ class SqliteStore:
                             body = self._encode(event)
                             if body is not None:
                                 self._conn.execute(
-                                    "INSERT OR REPLACE INTO events (session_id, seq, body) VALUES (?, ?, ?)",
-                                    (sid, event.seq, body),
+                                    "INSERT OR REPLACE INTO events (session_id, seq, is_message, body) "
+                                    "VALUES (?, ?, ?, ?)",
+                                    (sid, event.seq, isinstance(event, MessageAdded), body),
                                 )
+                                self._since_trim[sid] = self._since_trim.get(sid, 0) + 1
                         case _Forget(session_id=sid):
                             saves.pop(sid, None)
                             self._delete(sid)
@@ -427,11 +440,25 @@ class SqliteStore:
             "ended_at = excluded.ended_at, updated_at = excluded.updated_at",
             (sid, body, ended_at, save.at),
         )
-        newest = self._conn.execute("SELECT max(seq) FROM events WHERE session_id = ?", (sid,)).fetchone()[0]
-        if newest is not None and newest > self._event_limit:
-            self._conn.execute(
-                "DELETE FROM events WHERE session_id = ? AND seq <= ?", (sid, newest - self._event_limit)
-            )
+        if self._since_trim.get(sid, 0) >= max(1, self._event_limit // 10):
+            self._trim(sid)
+
+    def _trim(self, sid: str) -> None:
+        """Keep the last ``event_limit`` events for replay; history messages stay."""
+        self._since_trim.pop(sid, None)
+        row = self._conn.execute(
+            "SELECT seq FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            (sid, self._event_limit),
+        ).fetchone()
+        if row is None:
+            return
+        self._conn.execute(
+            "DELETE FROM events WHERE session_id = ? AND seq <= ? AND NOT is_message", (sid, row[0])
+        )
+        self._conn.execute(
+            "UPDATE sessions SET trimmed_through = max(trimmed_through, ?) WHERE session_id = ?",
+            (row[0], sid),
+        )
 
     def _delete(self, sid: str) -> None:
         self._conn.execute("DELETE FROM sessions WHERE session_id = ?", (sid,))

@@ -142,14 +142,20 @@ def test_saving_a_deleted_session_removes_it(tmp_path: Path) -> None:
         store.close()
 
 
-def test_only_the_last_event_limit_events_of_a_session_are_kept(tmp_path: Path) -> None:
+def test_only_the_last_event_limit_events_are_kept_for_replay_but_the_whole_history_is(
+    tmp_path: Path,
+) -> None:
     store = _store(tmp_path / "s.sqlite3", event_limit=10)
     try:
         for seq in range(1, 26):
             store.append_event("s1", _message("s1", seq))
+        for seq in range(26, 30):
+            store.append_event("s1", StreamTokens(session_id="s1", seq=seq, message_id="a", tokens=["x"]))
         store.save_session(_state())
         assert store.flush()
-        assert [e.seq for e in store.load()[0].events] == list(range(16, 26))
+        [stored] = store.load()
+        assert [e.seq for e in stored.events] == list(range(20, 30))
+        assert [m.id for m in stored.history] == [f"m{seq}" for seq in range(1, 26)], "history is kept whole"
     finally:
         store.close()
 
