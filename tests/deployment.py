@@ -27,7 +27,6 @@ TEST_SETTINGS = {
     "eviction_ttl": "120",
     "startup_timeout": "60",
     "container_stop_timeout": "0",
-    "container_memory": "none",
     "store_flush_interval": "0.02",
 }
 
@@ -52,13 +51,13 @@ class Deployment:
         self.docker = docker.from_env()
 
     def start(self, *flags: str) -> ServerProcess:
-        sets = [arg for key, value in self.settings.items() for arg in ("--set", f"{key}={value}")]
+        sets = [arg for key, value in self.settings.items() for arg in (f"--{key.replace('_', '-')}", value)]
         self.server = ServerProcess(
+            "serve",
             "--state-dir",
             str(self.state),
             "--instance",
             self.instance,
-            "serve",
             "--port",
             str(self.port),
             "--api-token-file",

@@ -12,7 +12,7 @@ from tests.server_process import ServerProcess
 
 def _serve(state: Path, instance: str = "shared") -> ServerProcess:
     return ServerProcess(
-        "--state-dir", str(state), "--instance", instance, "serve", "--port", "0", "--runtime", "external"
+        "serve", "--state-dir", str(state), "--instance", instance, "--port", "0", "--runtime", "external"
     )
 
 

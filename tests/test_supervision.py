@@ -149,11 +149,11 @@ class _EngineAwayAtFirst(StubRuntime):
         super().__init__()
         self.watch_failures = 1
 
-    def watch_exits(self, labels: Any, callback: Any) -> Any:
+    def watch_exits(self, labels: Any, callback: Any, **options: Any) -> Any:
         if self.watch_failures:
             self.watch_failures -= 1
             raise ConnectionError("the engine is not answering")
-        return super().watch_exits(labels, callback)
+        return super().watch_exits(labels, callback, **options)
 
 
 def test_a_service_whose_start_fails_is_reported_and_restarted(tree):
