@@ -149,11 +149,13 @@ class _EngineAwayAtFirst(StubRuntime):
         super().__init__()
         self.watch_failures = 1
 
-    def watch_exits(self, labels: Any, callback: Any, **options: Any) -> Any:
+    def watch_exits(
+        self, labels: Any, callback: Any, resumed: Any = None, retry: float = 0.5, retry_max: float = 10.0
+    ) -> Any:
         if self.watch_failures:
             self.watch_failures -= 1
             raise ConnectionError("the engine is not answering")
-        return super().watch_exits(labels, callback, **options)
+        return super().watch_exits(labels, callback, resumed, retry, retry_max)
 
 
 def test_a_service_whose_start_fails_is_reported_and_restarted(tree):
