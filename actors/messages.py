@@ -284,6 +284,14 @@ class FromAgent:
 
 
 @dataclass(frozen=True)
+class LinkStored:
+    """The store committed everything the agent sent on ``link_id`` up to ``received``."""
+
+    link_id: str
+    received: int
+
+
+@dataclass(frozen=True)
 class SessionFailed:
     """The session's own code raised: it ends in ``error`` with this reason."""
 

@@ -60,6 +60,8 @@ class Restored:
     seq_gap: tuple[int, int]
     #: Messages to run once started (an exit or loss found at recovery).
     then: tuple[Any, ...] = ()
+    #: The highest agent link number whose frame's effects are stored.
+    link_received: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def _recovered(
         history=history,
         seq_gap=(last, last + RESTART_SEQ_GAP),
         then=then,
+        link_received=item.link_received,
     )
     return Recovered(item.session_id, token or Secret(secrets.token_urlsafe(32)), restored)
 

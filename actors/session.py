@@ -47,6 +47,7 @@ from actors.settle import answer_probe
 from actors.store import NullStore, SessionStore
 from actors.timers import ActorTimers, TimerFired, TimerService
 from transport import protocol as p
+from transport.link_sequence import LinkSequence
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         self._journal = Journal(config.history_limit, config.event_log_limit, (deps.bus.publish,))
         #: Recovered after a restart (actors.recovery): resumed instead of started.
         self._restored = restored
+        #: Which agent frames this session already applied (issue 9, transport.link_sequence).
+        self._link_seq = LinkSequence(restored.link_received if restored is not None else 0)
         if restored is not None:
             self.state = restored.state
             self._journal.restore(restored.events, restored.history, restored.seq_gap)
@@ -162,7 +165,23 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                     self._run(fired)
             case m.AgentAttached(link=link):
                 self._links[link.link_id] = link
+                link.send(p.LinkResume(received=self._link_seq.received))
                 self._run(m.AgentConnected(link.link_id))
+            case m.FromAgent(link_id=link_id, frame=frame) if frame.n:
+                if self.state.link == Connected(link_id) and not self._link_seq.accept(frame.n):
+                    return None  # a resend of a frame this session already applied
+                outcome = self._run(message)
+                self._acknowledge(link_id)
+                return outcome
+            case m.LinkStored(link_id=link_id, received=received):
+                if link_id in self._links and self.state.link == Connected(link_id):
+                    try:
+                        self._links[link_id].send(p.LinkAck(received=received))
+                    except Exception as exc:  # the link closed meanwhile: its agent resumes later
+                        log.debug("link_ack not sent: %s", exc)
+                next_ack = self._link_seq.ack_sent()
+                if next_ack is not None:
+                    self._ack_when_stored(link_id, next_ack)
             case m.Subscribe(sink=sink, since=since):
                 self._journal.subscribe(sink, since, self._snapshot)
             case m.Unsubscribe(sink=sink):
@@ -172,6 +191,23 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
             case _:
                 return self._run(message)
         return None
+
+    def _acknowledge(self, link_id: str) -> None:
+        """Acknowledge the agent's frames once what they did is stored (one ack per batch)."""
+        note = getattr(self._deps.store, "note_link_received", None)
+        if note is not None:
+            note(self.session_id, self._link_seq.received)
+        due = self._link_seq.ack_due()
+        if due is not None:
+            self._ack_when_stored(link_id, due)
+
+    def _ack_when_stored(self, link_id: str, received: int) -> None:
+        stored = m.LinkStored(link_id, received)
+        when_durable = getattr(self._deps.store, "when_durable", None)
+        if when_durable is None:
+            self.actor_ref.tell(stored)
+        else:
+            when_durable(lambda: self._tell(self.actor_ref, stored), urgent=False)
 
     def _run(self, message: Any) -> Rejected | None:
         state, effects = step(self.state, message, self._now())

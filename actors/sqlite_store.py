@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     state BLOB NOT NULL,
     ended_at REAL,
     updated_at REAL NOT NULL,
-    trimmed_through INTEGER NOT NULL DEFAULT 0
+    trimmed_through INTEGER NOT NULL DEFAULT 0,
+    link_received INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
 CREATE TABLE IF NOT EXISTS tokens (session_id TEXT PRIMARY KEY, digest TEXT NOT NULL);
@@ -81,6 +82,8 @@ class StoredSession:
     events: tuple[SessionEvent, ...]
     #: Every history message it recorded, oldest first (kept beyond the replay log).
     history: tuple[ChatMessage, ...] = ()
+    #: The highest agent link number whose frame's effects are stored.
+    link_received: int = 0
 
     def decode(self, state_type: type[T]) -> T:
         return msgspec.json.decode(self.state, type=state_type)
@@ -169,6 +172,14 @@ class _Barrier:
     """Everything queued before it is committed when ``done`` runs."""
 
     done: Callable[[], None]
+    #: Commit now rather than at the end of the batch window.
+    urgent: bool = True
+
+
+@dataclass(frozen=True)
+class _LinkReceived:
+    session_id: str
+    received: int
 
 
 _STOP = object()
@@ -288,9 +299,14 @@ class SqliteStore:
 
     # ------------------------------------------------------------ durability
 
-    def when_durable(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` (on the writer thread) once all earlier writes are committed."""
-        self._queue.put(_Barrier(callback))
+    def when_durable(self, callback: Callable[[], None], urgent: bool = True) -> None:
+        """Run ``callback`` (on the writer thread) once all earlier writes are committed;
+        ``urgent`` commits at once instead of at the end of the batch window."""
+        self._queue.put(_Barrier(callback, urgent))
+
+    def note_link_received(self, session_id: str, received: int) -> None:
+        """The session applied its agent's frames up to ``received`` (written behind)."""
+        self._queue.put(_LinkReceived(session_id, received))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is committed."""
@@ -307,13 +323,14 @@ class SqliteStore:
         where, args = ("WHERE s.session_id = ?", (session_id,)) if session_id is not None else ("", ())
         try:
             rows = reader.execute(
-                "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at, s.trimmed_through "
+                "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at, s.trimmed_through, "
+                "s.link_received "
                 "FROM sessions s "
                 f"LEFT JOIN tokens t ON t.session_id = s.session_id {where} ORDER BY s.rowid",
                 args,
             ).fetchall()
             result = []
-            for sid, state, digest, ended_at, updated_at, trimmed in rows:
+            for sid, state, digest, ended_at, updated_at, trimmed, link_received in rows:
                 rows_ = reader.execute(
                     "SELECT seq, is_message, body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
                 ).fetchall()
@@ -322,7 +339,11 @@ class SqliteStore:
                 history = tuple(
                     e.message for _, is_msg, e in decoded if is_msg and isinstance(e, MessageAdded)
                 )
-                result.append(StoredSession(sid, bytes(state), digest, ended_at, updated_at, events, history))
+                result.append(
+                    StoredSession(
+                        sid, bytes(state), digest, ended_at, updated_at, events, history, link_received
+                    )
+                )
             return result
         finally:
             reader.close()
@@ -351,7 +372,7 @@ class SqliteStore:
         while not stopping:
             first = self._queue.get()
             batch = [first]
-            if first is not _STOP and not isinstance(first, _Barrier):
+            if first is not _STOP and not (isinstance(first, _Barrier) and first.urgent):
                 deadline = time.monotonic() + self._interval
                 while (remaining := deadline - time.monotonic()) > 0:
                     try:
@@ -359,7 +380,7 @@ class SqliteStore:
                     except queue.Empty:
                         break
                     batch.append(item)
-                    if item is _STOP or isinstance(item, _Barrier):
+                    if item is _STOP or (isinstance(item, _Barrier) and item.urgent):
                         break
             while True:
                 try:
@@ -374,6 +395,7 @@ class SqliteStore:
         """Write ``items`` in one transaction; what could not be written is returned for a retry."""
         saves: dict[str, _Save] = {}
         barriers: list[_Barrier] = []
+        links: dict[str, int] = {}
         try:
             with _transaction(self._conn):
                 for item in items:
@@ -399,6 +421,13 @@ class SqliteStore:
                             self._delete(sid)
                         case _Barrier():
                             barriers.append(item)
+                        case _LinkReceived():
+                            links[item.session_id] = item.received
+                for sid, received in links.items():
+                    self._conn.execute(
+                        "UPDATE sessions SET link_received = max(link_received, ?) WHERE session_id = ?",
+                        (received, sid),
+                    )
                 for sid, save in saves.items():
                     if self._codec.is_deleted(save.state):
                         self._delete(sid)

@@ -11,9 +11,11 @@ intervals) is retried, forever.
 Two threads: the connector/reader (handshake, receive, decode, dispatch) and
 the single writer, which owns every data send so frames never interleave.
 Frames queue in the ``Outbox`` while the link is down and go out in order
-when it is back. A send that fails puts its frame back at the head, so a
-drop loses nothing the agent still holds; a frame that reached the socket
-just as the server closed it can still be lost (the protocol has no acks).
+when it is back. Every frame written is numbered and kept (``SentLog``)
+until the server acknowledges it (``link_ack``, sent once what the frame did
+is stored); each connection starts with the server's ``link_resume``, which
+says what it has: the agent resends the rest, in order, before anything new.
+So neither a drop nor a server crash loses a frame, and none arrives twice.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import websocket
 
-from agent.outbox import Entry, Outbox, encode_entry
+from agent.outbox import Entry, Outbox, OutboxFull, SentLog
 from agent.reconnect import STOP_CLOSE_CODES, STOP_HTTP_STATUSES, CloseInfo, backoff_delay, parse_close
 from transport.protocol import (
     AgentError,
     AgentToServer,
     FrameError,
+    LinkAck,
+    LinkResume,
     ServerToAgent,
     Stream,
     decode_server_frame,
@@ -81,6 +86,11 @@ class AgentConnection:
             self._config.max_batch_chars,
         )
         self._ws: websocket.WebSocket | None = None
+        self._sent = SentLog()
+        #: The server's link_resume arrived on the current connection: data may flow.
+        self._resumed = False
+        #: Frames the server did not have at the resume, to be written first.
+        self._resend: deque[bytes] = deque()
         self._inflight = False
         self._ping_wanted = False
         self._draining = False
@@ -121,25 +131,37 @@ class AgentConnection:
             if self._closing or self.stop_info is not None:
                 raise ConnectionStopped("the connection to the server is closed")
             ws = self._ws
-            if isinstance(frame, Stream) or ws is None or self._outbox or self._inflight or self._draining:
+            if len(self._sent) >= self._config.max_buffered_frames:
+                raise OutboxFull(f"{len(self._sent)} frames sent are still not acknowledged by the server")
+            if (
+                isinstance(frame, Stream)
+                or ws is None
+                or not self._resumed
+                or self._resend
+                or self._outbox
+                or self._inflight
+                or self._draining
+            ):
                 if self._outbox.put(frame, time.monotonic()):
                     self._cond.notify_all()
                 return
             self._inflight = True
         self._send_now(ws, frame)
 
-    def _send_now(self, ws: websocket.WebSocket, entry: Entry | None) -> None:
-        """Write one entry (None: a ping); the caller holds the ``_inflight`` claim."""
+    def _send_now(self, ws: websocket.WebSocket, entry: Entry | bytes | None) -> None:
+        """Write one entry, numbering it (bytes: a resend; None: a ping); the caller
+        holds the ``_inflight`` claim. A failed write stays in the sent log."""
         try:
             if entry is None:
                 ws.ping()
             else:
-                ws.send(encode_entry(entry), websocket.ABNF.OPCODE_TEXT)
+                if not isinstance(entry, bytes):
+                    with self._cond:
+                        entry = self._sent.number(entry)
+                ws.send(entry, websocket.ABNF.OPCODE_TEXT)
         except Exception as exc:
             log.info("send failed, will resend after reconnecting: %s", exc or type(exc).__name__)
             with self._cond:
-                if entry is not None and not self._writer_exit:
-                    self._outbox.requeue(entry)
                 if self._ws is ws:
                     self._ws = None
             _abort(ws)
@@ -154,7 +176,7 @@ class AgentConnection:
             return self._cond.wait_for(self._drained_locked, timeout)
 
     def _drained_locked(self) -> bool:
-        return (not self._outbox and not self._inflight) or self.stopped.is_set()
+        return (not self._outbox and not self._resend and not self._inflight) or self.stopped.is_set()
 
     def close(self, timeout: float = 5.0, reason: str = "agent exit") -> None:
         """Send what is queued (up to ``timeout``), close with 1000, stop both threads."""
@@ -254,6 +276,8 @@ class AgentConnection:
                 _close_socket(ws)
                 return None
             self._ws = ws
+            self._resumed = False
+            self._resend.clear()
             self._down_since = None
             self.connections += 1
             count = self.connections
@@ -308,6 +332,9 @@ class AgentConnection:
     def _dispatch(self, data: bytes) -> None:
         try:
             frame = decode_server_frame(data)
+            if isinstance(frame, LinkResume | LinkAck):
+                self._link_frame(frame)
+                return
         except FrameError as exc:
             log.warning("ignoring a malformed frame from the server: %s", exc)
             try:
@@ -319,6 +346,16 @@ class AgentConnection:
             self._on_frame(frame)
         except Exception:
             log.exception("handling a %s frame failed", type(frame).__name__)
+
+    def _link_frame(self, frame: LinkResume | LinkAck) -> None:
+        with self._cond:
+            self._sent.acked(frame.received)
+            if isinstance(frame, LinkResume):
+                self._resend = deque(self._sent.pending())
+                self._resumed = True
+                if self._resend:
+                    log.info("resending %d frames the server did not have", len(self._resend))
+            self._cond.notify_all()
 
     def _stop(self, info: CloseInfo) -> None:
         with self._cond:
@@ -353,7 +390,7 @@ class AgentConnection:
             ws, entry = action
             self._send_now(ws, entry)
 
-    def _next_action_locked(self) -> tuple[websocket.WebSocket, Entry | None] | None:
+    def _next_action_locked(self) -> tuple[websocket.WebSocket, Entry | bytes | None] | None:
         """Wait for something to send: (socket, entry), (socket, None) to ping, None to exit."""
         while True:
             if self._writer_exit:
@@ -364,6 +401,12 @@ class AgentConnection:
                     self._ping_wanted = False
                     self._inflight = True
                     return ws, None
+                if not self._resumed:
+                    self._cond.wait(None)
+                    continue
+                if self._resend:
+                    self._inflight = True
+                    return ws, self._resend.popleft()
                 entry, wait = self._outbox.take(time.monotonic(), flush=self._draining)
                 if entry is not None:
                     self._inflight = True

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+import msgspec
+
 from transport.protocol import AgentToServer, Stream, encode_bytes
 
 
@@ -109,3 +111,34 @@ class Outbox:
         dropped = len(self._entries)
         self._entries.clear()
         return dropped
+
+
+class SentLog:
+    """Frames handed to a socket but not yet acknowledged by the server, numbered.
+
+    Each frame gets the next link number when it is written; it stays here,
+    encoded, until a ``link_ack`` (or a ``link_resume``) covers it, so a
+    connection that ends mid-write loses nothing: after the reconnect the
+    server says what it has and the rest is written again, in order.
+    """
+
+    def __init__(self) -> None:
+        self._frames: deque[tuple[int, bytes]] = deque()
+        self._next = 1
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def number(self, entry: Entry) -> bytes:
+        n, self._next = self._next, self._next + 1
+        frame = entry.frame() if isinstance(entry, StreamBatch) else entry
+        data = encode_bytes(msgspec.structs.replace(frame, n=n))
+        self._frames.append((n, data))
+        return data
+
+    def acked(self, received: int) -> None:
+        while self._frames and self._frames[0][0] <= received:
+            self._frames.popleft()
+
+    def pending(self) -> list[bytes]:
+        return [data for _, data in self._frames]

@@ -13,6 +13,7 @@ from typing import Any
 import docker
 
 from actors.runtime import LABEL_INSTANCE, LABEL_SESSION
+from tests.conftest import SESSION_IMAGE
 from tests.rest_client import rest_call
 from tests.server_process import ServerProcess
 from tests.waiting import wait_until
@@ -62,6 +63,8 @@ class Deployment:
             str(self.port),
             "--api-token-file",
             str(self.token_file),
+            "--image",
+            SESSION_IMAGE,
             *sets,
             *flags,
         )
@@ -135,7 +138,9 @@ class Deployment:
     def assert_nothing_left(self) -> None:
         """After deleting every session and a stop: no container, no secrets dir."""
         wait_until(lambda: not self.containers(), timeout=30, what="every container to be removed")
-        assert self.secrets_dirs() == [], "secrets directories left behind"
+        wait_until(
+            lambda: self.secrets_dirs() == [], timeout=10, what="every secrets directory to be removed"
+        )
 
 
 def seqs(frames: list[dict[str, Any]]) -> list[int]:

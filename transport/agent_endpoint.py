@@ -21,7 +21,7 @@ from transport.agent_guard import AgentGuards
 from transport.auth import bearer, matches
 from transport.connection import Connection
 from transport.http import error_response
-from transport.protocol import FrameError, ProtocolError, ServerToAgent
+from transport.protocol import FrameError, LinkResume, ProtocolError, ServerToAgent
 from transport.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def serve_pooled_agent(
     entry = berth.pool_directory.get(slot)
     if entry is None:
         return error_response(404, "no such pool slot")
-    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), settings, registry, guards)
+    # A pooled agent's frames are not kept past its assignment: it may send at once (issue 9).
+    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), settings, registry, guards, LinkResume(received=0))
 
 
 def _serve(
@@ -82,6 +83,7 @@ def _serve(
     settings: ServerSettings,
     registry: Any,
     guards: AgentGuards,
+    greeting: LinkResume | None = None,
 ) -> Any:
     if not matches(bearer(environ.get("HTTP_AUTHORIZATION")), entry.agent_token):
         return error_response(401, "wrong or missing session token")
@@ -97,6 +99,8 @@ def _serve(
     )
     registry.add(connection)
     link = AgentConnection(connection)
+    if greeting is not None:
+        connection.send(greeting)
     guard = guards.for_key(entry.session_id)
     try:
         ref.tell(attached(link))

@@ -160,34 +160,42 @@ class _Frame(msgspec.Struct, frozen=True, rename="camel", kw_only=True, tag_fiel
     """Base for frames; the subclass ``tag`` is the wire ``type``."""
 
 
-class Ready(_Frame, tag="ready", frozen=True):
+class _AgentFrame(_Frame, frozen=True, kw_only=True):
+    """Base for agent frames. ``n`` numbers them on the agent link (1, 2, …; 0 = not
+    numbered): the server acknowledges them (``link_ack``) once what they did is
+    stored, and a reconnecting agent resends what was not acknowledged."""
+
+    n: int = 0
+
+
+class Ready(_AgentFrame, tag="ready", frozen=True):
     pass
 
 
-class SetupProgress(_Frame, tag="setup_progress", frozen=True):
+class SetupProgress(_AgentFrame, tag="setup_progress", frozen=True):
     message: str
 
 
-class SdkMessage(_Frame, tag="sdk_message", frozen=True):
+class SdkMessage(_AgentFrame, tag="sdk_message", frozen=True):
     message: ChatMessage
 
 
-class Stream(_Frame, tag="stream", frozen=True):
+class Stream(_AgentFrame, tag="stream", frozen=True):
     """One or more consecutive tokens of the streamed message ``message_id``."""
 
     message_id: str
     tokens: list[str]
 
 
-class ApprovalRequest(_Frame, tag="approval_request", frozen=True):
+class ApprovalRequest(_AgentFrame, tag="approval_request", frozen=True):
     approval: PendingApproval
 
 
-class Question(_Frame, tag="question", frozen=True):
+class Question(_AgentFrame, tag="question", frozen=True):
     question: PendingQuestion
 
 
-class Result(_Frame, tag="result", frozen=True):
+class Result(_AgentFrame, tag="result", frozen=True):
     result: str | None = None
     cost_usd: Cost = 0.0
     is_error: bool = False
@@ -197,22 +205,22 @@ class Result(_Frame, tag="result", frozen=True):
 AgentStatus = Literal["running", "idle", "awaiting_approval", "awaiting_answer"]
 
 
-class StatusUpdate(_Frame, tag="status_update", frozen=True):
+class StatusUpdate(_AgentFrame, tag="status_update", frozen=True):
     status: AgentStatus
 
 
-class SessionInfoUpdate(_Frame, tag="session_info_update", frozen=True):
+class SessionInfoUpdate(_AgentFrame, tag="session_info_update", frozen=True):
     model: str | None = None
     permission_mode: PermissionMode | None = None
     total_cost_usd: Cost | None = None
     context_usage: ContextUsage | None = None
 
 
-class ModelsList(_Frame, tag="models_list", frozen=True):
+class ModelsList(_AgentFrame, tag="models_list", frozen=True):
     models: list[ModelInfo]
 
 
-class ApiRetry(_Frame, tag="api_retry", frozen=True):
+class ApiRetry(_AgentFrame, tag="api_retry", frozen=True):
     """Claude Code's request to the Messages API failed and will be retried.
 
     ``retry_at`` is when (Unix s) the next attempt goes out; ``reason`` is the
@@ -226,7 +234,7 @@ class ApiRetry(_Frame, tag="api_retry", frozen=True):
     error_status: int | None = None
 
 
-class RateLimit(_Frame, tag="rate_limit", frozen=True):
+class RateLimit(_AgentFrame, tag="rate_limit", frozen=True):
     """The account's rate-limit state changed (``allowed_warning``, ``rejected``, ``allowed``)."""
 
     status: str
@@ -234,7 +242,7 @@ class RateLimit(_Frame, tag="rate_limit", frozen=True):
     limit_type: str | None = None
 
 
-class AgentError(_Frame, tag="error", frozen=True):
+class AgentError(_AgentFrame, tag="error", frozen=True):
     """An error the agent reports; ``fatal`` means its runner is gone."""
 
     message: str
@@ -333,6 +341,20 @@ class Assign(_Frame, tag="assign", frozen=True):
         return f"Assign(session_id={self.session_id!r}, <secrets redacted>)"
 
 
+class LinkResume(_Frame, tag="link_resume", frozen=True):
+    """First frame on every agent connection: the highest ``n`` the server has of
+    this agent. The agent drops what it holds up to it and resends the rest, in
+    order, before anything new."""
+
+    received: int
+
+
+class LinkAck(_Frame, tag="link_ack", frozen=True):
+    """Every agent frame up to ``received`` is processed and stored."""
+
+    received: int
+
+
 class Shutdown(_Frame, tag="shutdown", frozen=True):
     """The session is over: the agent closes its runner and exits."""
 
@@ -340,7 +362,9 @@ class Shutdown(_Frame, tag="shutdown", frozen=True):
 
 
 ServerToAgent = (
-    UserMessage
+    LinkResume
+    | LinkAck
+    | UserMessage
     | ApprovalResponse
     | QuestionResponse
     | Interrupt

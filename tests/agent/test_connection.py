@@ -294,6 +294,7 @@ class BrokenSocket:
 def test_a_frame_whose_send_failed_is_sent_first_on_the_next_connection(server):
     conn = AgentConnection(agent_url(server.url, "sess-1"), lambda: "t", lambda frame: None, FAST)
     conn._ws = BrokenSocket()  # type: ignore[assignment]
+    conn._resumed = True  # as if the broken socket had been resumed
     conn.send(SetupProgress(message="first"))
     conn.send(SetupProgress(message="second"))
     conn._writer.start()  # only the writer: its send fails and the link is marked down

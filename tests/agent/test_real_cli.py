@@ -171,7 +171,7 @@ def test_a_real_turn_streams_tokens_under_one_message_id_then_the_text_and_the_r
     assert_isolated(result)
     frames = result["frames"]
     assert result["outcome"] == [STREAMED, False]
-    assert frames[0] == {"type": "status_update", "status": "running"}
+    assert {k: v for k, v in frames[0].items() if k != "n"} == {"type": "status_update", "status": "running"}
     streams = of(frames, "stream")
     assert "".join(t for s in streams for t in s["tokens"]) == STREAMED
     assert len(streams) > 1, "the reply was not streamed in pieces"

@@ -18,7 +18,7 @@ import msgspec
 import simple_websocket
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from transport.protocol import encode
+from transport.protocol import LinkAck, LinkResume, encode
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -105,6 +105,10 @@ class AgentServer:
         self.handshakes = 0
         self.reject_status: int | None = None
         self.on_connect: Callable[[ServerConn], None] | None = None
+        #: The highest link number received (over every connection), as Berth keeps it.
+        self.link_received = 0
+        #: Like Berth: say link_resume on connect and acknowledge every frame.
+        self.link_protocol = True
         self._cond = threading.Condition()
         self._httpd: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -152,13 +156,25 @@ class AgentServer:
         with self._cond:
             self.connections.append(conn)
             self._cond.notify_all()
+        if self.link_protocol:
+            conn.send(LinkResume(received=self.link_received))
         if self.on_connect is not None:
             self.on_connect(conn)
         try:
             while True:
                 data = ws.receive(timeout=1.0)
                 if data is not None:
+                    n = int(json.loads(data).get("n") or 0)
+                    if self.link_protocol and n:
+                        if n <= self.link_received:
+                            continue  # a resend of what we have
+                        self.link_received = n
                     conn.add(data)
+                    if self.link_protocol and n:
+                        try:
+                            conn.send(LinkAck(received=n))
+                        except simple_websocket.ConnectionClosed:
+                            pass
                 elif not ws.connected:
                     break
         except simple_websocket.ConnectionClosed:
