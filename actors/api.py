@@ -35,6 +35,7 @@ from actors.config import BerthConfig
 from actors.directory import Directory
 from actors.durability import Durability
 from actors.events import EventBus
+from actors.history import EndedSessions
 from actors.manager_events import PauseManager, ReportStep, ResumeManager
 from actors.outcome import Rejected
 from actors.runtime import ContainerRuntime
@@ -181,9 +182,20 @@ class Berth:
     def create_session(self, name: str = "session", **fields: Any) -> str:
         return str(self._ask(self._supervisor, m.CreateSession(m.SessionSpec(name=name, **fields))))
 
-    def list_sessions(self) -> list[SessionInfo]:
-        """Every session's latest info, oldest first (read from the registry, no ask)."""
-        return self._directory.infos()
+    def list_sessions(self, include_ended: bool = False) -> list[SessionInfo]:
+        """Every session's latest info, oldest first (read from the registry, no ask);
+        ``include_ended`` adds the ended sessions already evicted (from the store)."""
+        listed = self._directory.infos()
+        ended = self._ended()
+        if include_ended and ended is not None:
+            known = {info.id for info in listed}
+            extra = [info for info in ended.infos() if info.id not in known]
+            listed = sorted([*listed, *extra], key=lambda info: info.created_at)
+        return listed
+
+    def _ended(self) -> EndedSessions | None:
+        store = self._durability.store if self._durability is not None else None
+        return EndedSessions(store) if isinstance(store, SqliteStore) else None
 
     def lookup(self, session_id: str) -> m.SessionEntry:
         """The session's actor (or final view) from the supervisor's published directory."""
@@ -193,6 +205,11 @@ class Berth:
         return entry
 
     def get_session(self, session_id: str) -> m.SessionView:
+        ended = self._ended()
+        if self._directory.get(session_id) is None and ended is not None:
+            stored = ended.view(session_id)  # evicted: its transcript stays readable
+            if stored is not None:
+                return stored
         entry = self.lookup(session_id)
         if entry.ref is not None:
             try:
@@ -206,6 +223,9 @@ class Berth:
         self._ask(self._supervisor, m.TerminateSession(session_id, reason))
 
     def delete_session(self, session_id: str) -> None:
+        ended = self._ended()
+        if self._directory.get(session_id) is None and ended is not None and ended.forget(session_id):
+            return
         self._ask(self._supervisor, m.DeleteSession(session_id))
 
     def send_message(self, session_id: str, content: str) -> None:

@@ -77,7 +77,12 @@ def run_demo(config: BerthConfig) -> int:
         print(f"berth demo: {problem}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="berth-demo-") as state:
-        config = replace(config, state_dir=Path(state), instance_id=f"demo-{uuid.uuid4().hex[:8]}")
+        config = replace(
+            config,
+            state_dir=Path(state),
+            instance_id=f"demo-{uuid.uuid4().hex[:8]}",
+            stop_sessions_on_exit=True,  # a demo leaves nothing running
+        )
         if config.claude_dir is None and not os.environ.get("CLAUDE_CODE_OAUTH_TOKEN"):
             # The built-in runner needs no token: do not wait for one that cannot come.
             config = replace(config, token_retry_delay=0.0)

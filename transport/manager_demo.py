@@ -50,6 +50,7 @@ def run_manager_demo(config: BerthConfig) -> int:
             state_dir=Path(state),
             instance_id=f"demo-{uuid.uuid4().hex[:8]}",
             agent_runner="builtin",
+            stop_sessions_on_exit=True,  # a demo leaves nothing running
             manager_continue_delay=max(config.manager_continue_delay, 30.0),  # no nudge mid-demo
         )
         running = start_server(config, ServerSettings(port=0))

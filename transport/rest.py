@@ -171,7 +171,10 @@ def _handle(
         case "health":
             return json_response({"ok": True})
         case "list":
-            listed = berth.list_sessions() if manager is None else berth.children_of(manager)
+            ended = request.args.get("ended", "").lower() in ("1", "true", "yes")
+            listed = (
+                berth.list_sessions(include_ended=ended) if manager is None else berth.children_of(manager)
+            )
             return json_response({"sessions": listed})
         case "create":
             body = _body(request, CreateBody, limits)
