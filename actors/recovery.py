@@ -60,8 +60,9 @@ class Restored:
     seq_gap: tuple[int, int]
     #: Messages to run once started (an exit or loss found at recovery).
     then: tuple[Any, ...] = ()
-    #: The highest agent link number whose frame's effects are stored.
+    #: The highest agent link number whose frame's effects are stored, and its agent process.
     link_received: int = 0
+    link_epoch: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ def _recovered(
         seq_gap=(last, last + RESTART_SEQ_GAP),
         then=then,
         link_received=item.link_received,
+        link_epoch=item.link_epoch,
     )
     return Recovered(item.session_id, token or Secret(secrets.token_urlsafe(32)), restored)
 

@@ -91,7 +91,11 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         #: Recovered after a restart (actors.recovery): resumed instead of started.
         self._restored = restored
         #: Which agent frames this session already applied (issue 9, transport.link_sequence).
-        self._link_seq = LinkSequence(restored.link_received if restored is not None else 0)
+        self._link_seq = (
+            LinkSequence(restored.link_received, restored.link_epoch)
+            if restored is not None
+            else LinkSequence()
+        )
         if restored is not None:
             self.state = restored.state
             self._journal.restore(restored.events, restored.history, restored.seq_gap)
@@ -165,6 +169,7 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                     self._run(fired)
             case m.AgentAttached(link=link):
                 self._links[link.link_id] = link
+                self._link_seq.attached(getattr(link, "epoch", ""))
                 link.send(p.LinkResume(received=self._link_seq.received))
                 self._run(m.AgentConnected(link.link_id))
             case m.FromAgent(link_id=link_id, frame=frame) if frame.n:
@@ -196,7 +201,7 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         """Acknowledge the agent's frames once what they did is stored (one ack per batch)."""
         note = getattr(self._deps.store, "note_link_received", None)
         if note is not None:
-            note(self.session_id, self._link_seq.received)
+            note(self.session_id, self._link_seq.epoch, self._link_seq.received)
         due = self._link_seq.ack_due()
         if due is not None:
             self._ack_when_stored(link_id, due)

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     ended_at REAL,
     updated_at REAL NOT NULL,
     trimmed_through INTEGER NOT NULL DEFAULT 0,
-    link_received INTEGER NOT NULL DEFAULT 0
+    link_received INTEGER NOT NULL DEFAULT 0,
+    link_epoch TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
 CREATE TABLE IF NOT EXISTS tokens (session_id TEXT PRIMARY KEY, digest TEXT NOT NULL);
@@ -82,8 +83,9 @@ class StoredSession:
     events: tuple[SessionEvent, ...]
     #: Every history message it recorded, oldest first (kept beyond the replay log).
     history: tuple[ChatMessage, ...] = ()
-    #: The highest agent link number whose frame's effects are stored.
+    #: The highest agent link number whose frame's effects are stored, and its agent process.
     link_received: int = 0
+    link_epoch: str = ""
 
     def decode(self, state_type: type[T]) -> T:
         return msgspec.json.decode(self.state, type=state_type)
@@ -179,6 +181,7 @@ class _Barrier:
 @dataclass(frozen=True)
 class _LinkReceived:
     session_id: str
+    epoch: str
     received: int
 
 
@@ -304,9 +307,9 @@ class SqliteStore:
         ``urgent`` commits at once instead of at the end of the batch window."""
         self._queue.put(_Barrier(callback, urgent))
 
-    def note_link_received(self, session_id: str, received: int) -> None:
-        """The session applied its agent's frames up to ``received`` (written behind)."""
-        self._queue.put(_LinkReceived(session_id, received))
+    def note_link_received(self, session_id: str, epoch: str, received: int) -> None:
+        """The session applied the frames of agent process ``epoch`` up to ``received`` (written behind)."""
+        self._queue.put(_LinkReceived(session_id, epoch, received))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is committed."""
@@ -324,13 +327,13 @@ class SqliteStore:
         try:
             rows = reader.execute(
                 "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at, s.trimmed_through, "
-                "s.link_received "
+                "s.link_received, s.link_epoch "
                 "FROM sessions s "
                 f"LEFT JOIN tokens t ON t.session_id = s.session_id {where} ORDER BY s.rowid",
                 args,
             ).fetchall()
             result = []
-            for sid, state, digest, ended_at, updated_at, trimmed, link_received in rows:
+            for sid, state, digest, ended_at, updated_at, trimmed, link_received, link_epoch in rows:
                 rows_ = reader.execute(
                     "SELECT seq, is_message, body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
                 ).fetchall()
@@ -341,7 +344,15 @@ class SqliteStore:
                 )
                 result.append(
                     StoredSession(
-                        sid, bytes(state), digest, ended_at, updated_at, events, history, link_received
+                        sid,
+                        bytes(state),
+                        digest,
+                        ended_at,
+                        updated_at,
+                        events,
+                        history,
+                        link_received,
+                        link_epoch,
                     )
                 )
             return result
@@ -395,7 +406,7 @@ class SqliteStore:
         """Write ``items`` in one transaction; what could not be written is returned for a retry."""
         saves: dict[str, _Save] = {}
         barriers: list[_Barrier] = []
-        links: dict[str, int] = {}
+        links: dict[str, tuple[str, int]] = {}
         try:
             with _transaction(self._conn):
                 for item in items:
@@ -422,11 +433,11 @@ class SqliteStore:
                         case _Barrier():
                             barriers.append(item)
                         case _LinkReceived():
-                            links[item.session_id] = item.received
-                for sid, received in links.items():
+                            links[item.session_id] = (item.epoch, item.received)
+                for sid, (epoch, received) in links.items():
                     self._conn.execute(
-                        "UPDATE sessions SET link_received = max(link_received, ?) WHERE session_id = ?",
-                        (received, sid),
+                        "UPDATE sessions SET link_epoch = ?, link_received = ? WHERE session_id = ?",
+                        (epoch, received, sid),
                     )
                 for sid, save in saves.items():
                     if self._codec.is_deleted(save.state):

@@ -24,6 +24,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ class AgentConnection:
         )
         self._ws: websocket.WebSocket | None = None
         self._sent = SentLog()
+        #: This process's link: the server numbers frames per epoch (a new process starts at 1).
+        self._epoch = uuid.uuid4().hex
         #: The server's link_resume arrived on the current connection: data may flow.
         self._resumed = False
         #: Frames the server did not have at the resume, to be written first.
@@ -255,7 +258,7 @@ class AgentConnection:
             ws = websocket.create_connection(
                 self.url,
                 timeout=self._config.connect_timeout,
-                header=[f"Authorization: Bearer {token}"],
+                header=[f"Authorization: Bearer {token}", f"X-Berth-Link: {self._epoch}"],
                 skip_utf8_validation=True,
                 enable_multithread=True,
                 suppress_origin=True,

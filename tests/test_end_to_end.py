@@ -165,8 +165,12 @@ def test_docker_kill_then_eviction_removes_the_session_and_its_container(base_co
         sid = e2e.create()
         e2e.subscribed_ready(sid)
         e2e.container(sid).kill()
-        wait_until(lambda: e2e.status(sid) == "http 404", timeout=60, what="eviction")
+        listed = lambda: [info["id"] for info in e2e.call("GET", "/api/sessions")[1]["sessions"]]  # noqa: E731
+        wait_until(lambda: sid not in listed(), timeout=60, what="eviction")
         wait_until(lambda: e2e.container(sid) is None, timeout=60, what="container removal")
+        # Eviction removes the actor and the container, not the transcript (issue 9).
+        assert e2e.status(sid) == "error"
+        assert sid in [i["id"] for i in e2e.call("GET", "/api/sessions?ended=true")[1]["sessions"]]
     finally:
         running.stop()
 

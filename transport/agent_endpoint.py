@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 class AgentConnection:
     """What a SessionActor holds of its agent: sends never block it."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, epoch: str = "") -> None:
         self._connection = connection
+        #: Which agent process this is (``X-Berth-Link``): its frames are numbered from 1.
+        self.epoch = epoch
 
     @property
     def link_id(self) -> str:
@@ -98,7 +100,7 @@ def _serve(
         settings.ping_interval,
     )
     registry.add(connection)
-    link = AgentConnection(connection)
+    link = AgentConnection(connection, environ.get("HTTP_X_BERTH_LINK", ""))
     if greeting is not None:
         connection.send(greeting)
     guard = guards.for_key(entry.session_id)

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 
 class LinkSequence:
-    def __init__(self, received: int = 0) -> None:
+    def __init__(self, received: int = 0, epoch: str = "") -> None:
+        #: The agent process the numbers belong to; another one starts again at 1.
+        self.epoch = epoch
         self.received = received
         #: The acknowledgement in flight covers frames up to this (None: none in flight).
         self.ack_pending: int | None = None
+
+    def attached(self, epoch: str) -> None:
+        """An agent connected: a new process (another epoch) numbers its frames from 1."""
+        if epoch != self.epoch:
+            self.epoch, self.received, self.ack_pending = epoch, 0, None
 
     def accept(self, n: int) -> bool:
         """True for a frame to apply (new, or not numbered); False for a resend of one applied."""
