@@ -84,6 +84,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         container_memory=None,
         sessions_api_max_streams=MAX_STREAMS,
         sessions_api_keepalive=0.2,
+        stop_sessions_on_exit=True,  # the leak check below expects a stop to remove everything
     )
     running = start_server(
         config,

@@ -57,6 +57,8 @@ class TreeMachine(RuleBasedStateMachine):
             child_restart_delay=1,
             warm_pool_size=1,
             max_sessions=4,
+            stop_sessions_on_exit=True,  # its leak checks expect a stop to remove everything
+            session_store="none",  # the store's writer thread is not part of this machine
         )
         self.runtime = StubRuntime()
         self.clock = ManualClock()
