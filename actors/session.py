@@ -159,8 +159,8 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
             case m.Command(command=command, reply=reply):
                 outcome = self._run(command)
                 when_durable = getattr(self._deps.store, "when_durable", None)
-                if when_durable is not None:  # issue 9: acknowledged only once stored
-                    when_durable(lambda: _answer(reply, outcome))
+                if when_durable is not None:  # issue 9: acknowledged only once stored, with its batch
+                    when_durable(lambda: _answer(reply, outcome), urgent=False)
                 else:
                     _answer(reply, outcome)
             case TimerFired():

@@ -54,10 +54,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
 CREATE TABLE IF NOT EXISTS tokens (session_id TEXT PRIMARY KEY, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+-- A history message is one row; the other events of a batch between two messages
+-- are one row (a JSON array, ``seq`` its last one, ``count`` how many).
 CREATE TABLE IF NOT EXISTS events (
     session_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     is_message INTEGER NOT NULL,
+    count INTEGER NOT NULL,
     body BLOB NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
@@ -150,12 +153,6 @@ class PlainCodec:
 class _Save:
     state: Any
     at: float
-
-
-@dataclass(frozen=True)
-class _Event:
-    session_id: str
-    event: SessionEvent
 
 
 @dataclass(frozen=True)
@@ -282,7 +279,7 @@ class SqliteStore:
         self._queue.put(_Save(state, self._clock()))
 
     def append_event(self, session_id: str, event: SessionEvent) -> None:
-        self._queue.put(_Event(session_id, event))
+        self._queue.put((session_id, event))  # a bare tuple: the relay path's one cost here
 
     def forget(self, session_id: str) -> None:
         self._queue.put(_Forget(session_id))
@@ -322,6 +319,7 @@ class SqliteStore:
     def load(self, session_id: str | None = None) -> list[StoredSession]:
         """Every stored session (or the one asked for) with its events; committed writes only."""
         decoder = msgspec.json.Decoder(SessionEvent)
+        run_decoder = msgspec.json.Decoder(list[SessionEvent])
         reader = sqlite3.connect(self.path)
         where, args = ("WHERE s.session_id = ?", (session_id,)) if session_id is not None else ("", ())
         try:
@@ -334,14 +332,17 @@ class SqliteStore:
             ).fetchall()
             result = []
             for sid, state, digest, ended_at, updated_at, trimmed, link_received, link_epoch in rows:
-                rows_ = reader.execute(
-                    "SELECT seq, is_message, body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
+                stored = reader.execute(
+                    "SELECT is_message, body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
                 ).fetchall()
-                decoded = [(seq, is_message, decoder.decode(body)) for seq, is_message, body in rows_]
-                events = tuple(event for seq, _, event in decoded if seq > trimmed)
-                history = tuple(
-                    e.message for _, is_msg, e in decoded if is_msg and isinstance(e, MessageAdded)
-                )
+                decoded: list[SessionEvent] = []
+                for is_message, body in stored:
+                    if is_message:
+                        decoded.append(decoder.decode(body))
+                    else:
+                        decoded.extend(run_decoder.decode(body))
+                events = tuple(event for event in decoded if event.seq > trimmed)
+                history = tuple(e.message for e in decoded if isinstance(e, MessageAdded))
                 result.append(
                     StoredSession(
                         sid,
@@ -407,9 +408,23 @@ class SqliteStore:
         saves: dict[str, _Save] = {}
         barriers: list[_Barrier] = []
         links: dict[str, tuple[str, int]] = {}
+        rows: list[tuple[str, int, bool, int, bytes]] = []
+        runs: dict[str, list[SessionEvent]] = {}
         try:
             with _transaction(self._conn):
+                since_trim = self._since_trim
                 for item in items:
+                    if type(item) is tuple:  # an event (the common case, kept cheap)
+                        sid, event = item
+                        since_trim[sid] = since_trim.get(sid, 0) + 1
+                        if type(event) is MessageAdded:
+                            self._end_run(runs, sid, rows)
+                            body = self._encode(event)
+                            if body is not None:
+                                rows.append((sid, event.seq, True, 1, body))
+                        else:
+                            runs.setdefault(sid, []).append(event)
+                        continue
                     match item:
                         case _Save():
                             saves[self._codec.session_id(item.state)] = item
@@ -418,22 +433,15 @@ class SqliteStore:
                                 "INSERT OR REPLACE INTO tokens (session_id, digest) VALUES (?, ?)",
                                 (sid, digest),
                             )
-                        case _Event(session_id=sid, event=event):
-                            body = self._encode(event)
-                            if body is not None:
-                                self._conn.execute(
-                                    "INSERT OR REPLACE INTO events (session_id, seq, is_message, body) "
-                                    "VALUES (?, ?, ?, ?)",
-                                    (sid, event.seq, isinstance(event, MessageAdded), body),
-                                )
-                                self._since_trim[sid] = self._since_trim.get(sid, 0) + 1
                         case _Forget(session_id=sid):
+                            self._insert_events(runs, rows)
                             saves.pop(sid, None)
                             self._delete(sid)
                         case _Barrier():
                             barriers.append(item)
                         case _LinkReceived():
                             links[item.session_id] = (item.epoch, item.received)
+                self._insert_events(runs, rows)
                 for sid, (epoch, received) in links.items():
                     self._conn.execute(
                         "UPDATE sessions SET link_epoch = ?, link_received = ? WHERE session_id = ?",
@@ -453,6 +461,26 @@ class SqliteStore:
         for barrier in barriers:
             barrier.done()
         return []
+
+    def _end_run(self, runs: dict[str, list[SessionEvent]], sid: str, rows: list[Any]) -> None:
+        run = runs.pop(sid, None)
+        if run:
+            body = self._encode(run)
+            if body is not None:
+                rows.append((sid, run[-1].seq, False, len(run), body))
+
+    def _insert_events(self, runs: dict[str, list[SessionEvent]], rows: list[Any]) -> None:
+        """One statement for a batch's events, the events between messages one row each
+        (the writer shares the GIL with the relay: few rows, few encoder calls)."""
+        for sid in list(runs):
+            self._end_run(runs, sid, rows)
+        if rows:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO events (session_id, seq, is_message, count, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            rows.clear()
 
     def _encode(self, value: Any) -> bytes | None:
         """JSON of ``value``; None (and an error logged) for a value that must not be stored."""
@@ -487,7 +515,8 @@ class SqliteStore:
         """Keep the last ``event_limit`` events for replay; history messages stay."""
         self._since_trim.pop(sid, None)
         row = self._conn.execute(
-            "SELECT seq FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            "SELECT seq FROM (SELECT seq, sum(count) OVER (ORDER BY seq DESC) AS newer FROM events "
+            "WHERE session_id = ?) WHERE newer > ? LIMIT 1",
             (sid, self._event_limit),
         ).fetchone()
         if row is None:
