@@ -90,6 +90,7 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         self._journal = Journal(config.history_limit, config.event_log_limit, (deps.bus.publish,))
         #: Recovered after a restart (actors.recovery): resumed instead of started.
         self._restored = restored
+        self._note_link = getattr(deps.store, "note_link_received", None)
         #: Which agent frames this session already applied (issue 9, transport.link_sequence).
         self._link_seq = (
             LinkSequence(restored.link_received, restored.link_epoch)
@@ -199,9 +200,8 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
 
     def _acknowledge(self, link_id: str) -> None:
         """Acknowledge the agent's frames once what they did is stored (one ack per batch)."""
-        note = getattr(self._deps.store, "note_link_received", None)
-        if note is not None:
-            note(self.session_id, self._link_seq.epoch, self._link_seq.received)
+        if self._note_link is not None:
+            self._note_link(self.session_id, self._link_seq.epoch, self._link_seq.received)
         due = self._link_seq.ack_due()
         if due is not None:
             self._ack_when_stored(link_id, due)

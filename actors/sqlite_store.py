@@ -176,10 +176,10 @@ class _Barrier:
 
 
 @dataclass(frozen=True)
-class _LinkReceived:
-    session_id: str
-    epoch: str
-    received: int
+class _Links:
+    """Sessions' agent link positions to store: session id -> (epoch, received)."""
+
+    received: dict[str, tuple[str, int]]
 
 
 _STOP = object()
@@ -262,6 +262,11 @@ class SqliteStore:
         self._since_trim: dict[str, int] = {}
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: Agent link positions noted by sessions, and the ones last written.
+        self._links: dict[str, tuple[str, int]] = {}
+        self._links_written: dict[str, tuple[str, int]] = {}
+        #: Set by an urgent barrier or close: the writer stops waiting out its window.
+        self._urgent = threading.Event()
         self._closed = False
         self._last_purge = 0.0
         self.write_errors = 0
@@ -294,6 +299,7 @@ class SqliteStore:
             return
         self._closed = True
         self._queue.put(_STOP)
+        self._urgent.set()
         self._thread.join(timeout=30)
         self._conn.close()
 
@@ -303,10 +309,16 @@ class SqliteStore:
         """Run ``callback`` (on the writer thread) once all earlier writes are committed;
         ``urgent`` commits at once instead of at the end of the batch window."""
         self._queue.put(_Barrier(callback, urgent))
+        if urgent:
+            self._urgent.set()
 
     def note_link_received(self, session_id: str, epoch: str, received: int) -> None:
-        """The session applied the frames of agent process ``epoch`` up to ``received`` (written behind)."""
-        self._queue.put(_LinkReceived(session_id, epoch, received))
+        """The session applied the frames of agent process ``epoch`` up to ``received``.
+
+        A plain dict write (called for every agent frame); the writer reads it
+        before it drains the queue, so what it stores never runs ahead of the
+        events those frames produced."""
+        self._links[session_id] = (epoch, received)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is committed."""
@@ -385,15 +397,14 @@ class SqliteStore:
             first = self._queue.get()
             batch = [first]
             if first is not _STOP and not (isinstance(first, _Barrier) and first.urgent):
-                deadline = time.monotonic() + self._interval
-                while (remaining := deadline - time.monotonic()) > 0:
-                    try:
-                        item = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                    batch.append(item)
-                    if item is _STOP or (isinstance(item, _Barrier) and item.urgent):
-                        break
+                # Sleep out the window rather than wake for every item put meanwhile
+                # (each wake-up would take the GIL from the relay); urgent ones cut it short.
+                self._urgent.wait(self._interval)
+            self._urgent.clear()
+            links = dict(self._links)  # before the drain: see note_link_received
+            changed = {sid: v for sid, v in links.items() if self._links_written.get(sid) != v}
+            if changed:
+                batch.append(_Links(changed))
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -439,14 +450,15 @@ class SqliteStore:
                             self._delete(sid)
                         case _Barrier():
                             barriers.append(item)
-                        case _LinkReceived():
-                            links[item.session_id] = (item.epoch, item.received)
+                        case _Links(received=positions):
+                            links.update(positions)
                 self._insert_events(runs, rows)
-                for sid, (epoch, received) in links.items():
+                for sid, (epoch, position) in links.items():
                     self._conn.execute(
                         "UPDATE sessions SET link_epoch = ?, link_received = ? WHERE session_id = ?",
-                        (epoch, received, sid),
+                        (epoch, position, sid),
                     )
+                    self._links_written[sid] = (epoch, position)
                 for sid, save in saves.items():
                     if self._codec.is_deleted(save.state):
                         self._delete(sid)
@@ -533,6 +545,8 @@ class SqliteStore:
         self._conn.execute("DELETE FROM sessions WHERE session_id = ?", (sid,))
         self._conn.execute("DELETE FROM events WHERE session_id = ?", (sid,))
         self._conn.execute("DELETE FROM tokens WHERE session_id = ?", (sid,))
+        self._links.pop(sid, None)
+        self._links_written.pop(sid, None)
 
 
 class _transaction:
