@@ -100,13 +100,24 @@ class Deployment:
         return str(self.session(sid)["session"]["status"])
 
     def wait_status(self, sid: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
+        last: list[Any] = []
+
         def reached() -> dict[str, Any] | None:
             body = self.session(sid)
+            last[:] = [body["session"]["status"], body["session"].get("statusReason")]
             return body if body["session"]["status"] in statuses else None
 
-        found = wait_until(reached, timeout=timeout, what=f"{sid} to be {statuses}")
+        try:
+            found = wait_until(reached, timeout=timeout, what=f"{sid} to be {statuses}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; it is {last}") from None
         assert found is not None
         return found
+
+    def make_durable(self, sid: str) -> None:
+        """A command's answer waits for the store: everything before it is stored."""
+        status, body = self.call("PATCH", f"/api/sessions/{sid}/settings", {"name": "durable"})
+        assert status == 202, body
 
     def client(self) -> WsPeer:
         return WsPeer(f"ws://127.0.0.1:{self.port}/ws", [f"Authorization: Bearer {API_TOKEN}"])

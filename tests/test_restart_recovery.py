@@ -38,10 +38,21 @@ def _subscribed(d: Deployment, sid: str, since: int | None = None) -> tuple[WsPe
     return client, client.recv()
 
 
-def _acked(client: WsPeer, frame: dict[str, Any], timeout: float = 30) -> None:
+def _acked(client: WsPeer, frame: dict[str, Any], timeout: float = 30) -> list[dict[str, Any]]:
+    """Send and wait for the ack; the frames that came first (an ack waits for the store)."""
     request_id = f"r{random.getrandbits(32)}"
     client.send({**frame, "requestId": request_id})
-    client.recv_until(lambda f: f.get("requestId") == request_id and f["type"] == "ack", timeout=timeout)
+    _, before = client.recv_until(
+        lambda f: f.get("requestId") == request_id and f["type"] == "ack", timeout=timeout
+    )
+    return before
+
+
+def _first(client: WsPeer, seen: list[dict[str, Any]], kind: str, timeout: float = 30) -> dict[str, Any]:
+    for frame in seen:
+        if frame["type"] == kind:
+            return frame
+    return client.recv_until(lambda f: f["type"] == kind, timeout=timeout)[0]
 
 
 def _history_is_sound(d: Deployment, sid: str) -> list[dict[str, Any]]:
@@ -59,8 +70,8 @@ def test_a_graceful_restart_mid_turn_keeps_the_container_and_the_turn_ends_with_
     sid = d.create()
     d.wait_status(sid, "idle")
     client, _ = _subscribed(d, sid)
-    _acked(client, {"type": "send_prompt", "sessionId": sid, "content": "/slow 30"})
-    first, _ = client.recv_until(lambda f: f["type"] == "stream")
+    seen = _acked(client, {"type": "send_prompt", "sessionId": sid, "content": "/slow 30"})
+    first = _first(client, seen, "stream")
     container = d.container_of(sid)
     assert container is not None
     d.terminate()
@@ -86,6 +97,7 @@ def test_a_session_whose_container_was_removed_while_the_server_was_down_ends_in
     d.start()
     sid = d.create()
     d.wait_status(sid, "idle")
+    d.make_durable(sid)
     d.kill9()
     container = d.container_of(sid)
     assert container is not None
@@ -104,6 +116,7 @@ def test_a_session_whose_agent_is_down_during_the_restart_waits_for_it(deploymen
     d.start()
     sid = d.create()
     d.wait_status(sid, "idle")
+    d.make_durable(sid)
     container = d.container_of(sid)
     assert container is not None
     d.docker.api.pause(container["Id"])
@@ -114,8 +127,8 @@ def test_a_session_whose_agent_is_down_during_the_restart_waits_for_it(deploymen
     d.docker.api.unpause(container["Id"])
     d.wait_status(sid, "idle", timeout=30)
     client, _ = _subscribed(d, sid)
-    _acked(client, {"type": "send_prompt", "sessionId": sid, "content": "still there?"})
-    result, _ = client.recv_until(lambda f: f["type"] == "result", timeout=30)
+    seen = _acked(client, {"type": "send_prompt", "sessionId": sid, "content": "still there?"})
+    result = _first(client, seen, "result")
     assert result["result"] == "You said: still there?"
 
 
@@ -127,6 +140,7 @@ def test_an_agent_that_never_comes_back_ends_the_session_after_the_grace_period(
         d.start()
         sid = d.create()
         d.wait_status(sid, "idle")
+        d.make_durable(sid)
         container = d.container_of(sid)
         assert container is not None
         d.docker.api.pause(container["Id"])
