@@ -334,7 +334,9 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             return
         container_id = self._containers.pop(sid, None)
         # A session recovered after a restart may own a secrets dir this actor never wrote.
-        secrets_dir = self._secret_dirs.pop(sid, None) or self._secrets_dir(sid)
+        secrets_dir = self._secret_dirs.pop(sid, None)
+        if secrets_dir is None and self._secrets_dir(sid) not in self._secret_dirs.values():
+            secrets_dir = self._secrets_dir(sid)  # not handed to another key (a pool transfer)
         self._exit_reported.discard(container_id or "")
         if container_id is None:
             self._pool.submit(_remove_dir, secrets_dir)

@@ -372,6 +372,7 @@ def scenario(holder: str, work: Path) -> dict[str, Any]:
             claude_api_base_url=api.url,
             claude_no_nonessential_traffic=True,
             container_env=(("CLAUDE_CODE_STREAM_CLOSE_TIMEOUT", "120000"),),
+            stop_sessions_on_exit=True,  # the cold server's session must not come back in the warm one
         )
         for name, overrides in (
             ("cold", {}),
