@@ -75,7 +75,15 @@ def serve_pooled_agent(
     if entry is None:
         return error_response(404, "no such pool slot")
     # A pooled agent's frames are not kept past its assignment: it may send at once (issue 9).
-    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), settings, registry, guards, LinkResume(received=0))
+    return _serve(
+        environ,
+        entry,
+        lambda link: PoolAgentAttached(slot, link),
+        settings,
+        registry,
+        guards,
+        LinkResume(received=0),
+    )
 
 
 def _serve(
