@@ -19,7 +19,7 @@ from tests.server_process import ServerProcess
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
 
-API_TOKEN = "restart-api-token-0123456789abcdef"
+API_TOKEN = "restart-api-token-0123456789abcdefghijklmnopqrstuvwxyz"
 
 #: Short durations for tests; agents retry fast so a restart costs little.
 TEST_SETTINGS = {
