@@ -381,9 +381,15 @@ class _Step:
         self.push_token()
         if self.s.rules.needs_token:
             self.emit(fx.RequestToken())
-        for frame in self.s.agent_queue:
-            self.emit(fx.SendToAgent(link_id, frame))
-        self.set(agent_queue=())
+        if isinstance(self.s.lifecycle, Live):
+            self.flush_queue()
+
+    def flush_queue(self) -> None:
+        """Hand the held frames to the agent, in order (only once it said ``ready``)."""
+        if isinstance(self.s.link, Connected):
+            for frame in self.s.agent_queue:
+                self.emit(fx.SendToAgent(self.s.link.link_id, frame))
+            self.set(agent_queue=())
 
     def detach(self, link_id: str, reason: str) -> None:
         if self.s.link != Connected(link_id):
@@ -403,7 +409,8 @@ class _Step:
         self.arm("reconnect-grace", grace, m.ReconnectGraceExpired())
 
     def to_agent(self, frame: p.ServerToAgent) -> Rejected | None:
-        if isinstance(self.s.link, Connected):
+        """Send now to a ready agent; hold for one that is away or still starting."""
+        if isinstance(self.s.link, Connected) and isinstance(self.s.lifecycle, Live):
             self.emit(fx.SendToAgent(self.s.link.link_id, frame))
             return None
         if len(self.s.agent_queue) >= self.s.rules.agent_queue_limit:

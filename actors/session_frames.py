@@ -75,6 +75,7 @@ def ready(s: _Step) -> None:
         s.set(lifecycle=Live(), turn=Idle())
         s.disarm("startup")
         s.note("system", "Session container ready")
+        s.flush_queue()
         return
     if not isinstance(s.s.turn, Idle):
         s.set(turn=Idle())

@@ -169,3 +169,14 @@ def test_an_api_retry_reaches_the_client_with_its_reason_and_time_and_the_turn_k
     core.send(m.FromAgent("link-1", p.RateLimit(status="rejected", limit_type="five_hour")))
     (limited,) = core.events(p.RateLimited)
     assert limited.status == "rejected" and "rate limit" in core.texts()[-1]
+
+
+def test_prompts_sent_while_the_agent_is_starting_reach_it_only_after_it_is_ready():
+    core = CoreDriver.create(CONFIG, m.SessionSpec(runner="builtin"))
+    core.send(m.ContainerStarted("s", "c" * 64))
+    core.send(m.AgentConnected("link-1"))
+    effects = core.send(m.SendUserMessage("early"))
+    assert fx.Reply(None) in effects and not [e for e in effects if isinstance(e, fx.SendToAgent)]
+    effects = core.send(m.FromAgent("link-1", p.Ready()))
+    sent = [e.frame for e in effects if isinstance(e, fx.SendToAgent)]
+    assert [f.content for f in sent if isinstance(f, p.UserMessage)] == ["early"]

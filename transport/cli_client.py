@@ -113,8 +113,10 @@ class Client:
             )
         return f"{message} (HTTP {exc.code})"
 
-    def sessions(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/api/sessions")["sessions"])
+    def sessions(self, ended: bool = True) -> list[dict[str, Any]]:
+        """Listed sessions; with ``ended``, also evicted ones the server still keeps."""
+        path = "/api/sessions?ended=true" if ended else "/api/sessions"
+        return list(self.call("GET", path)["sessions"])
 
     def session(self, sid: str) -> dict[str, Any]:
         body: dict[str, Any] = self.call("GET", f"/api/sessions/{sid}")

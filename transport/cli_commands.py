@@ -90,7 +90,7 @@ def resolve(client: Client, given: str) -> str:
 
 
 def ls(args: argparse.Namespace, client: Client, settings: ClientSettings) -> int:
-    sessions = client.sessions()
+    sessions = client.sessions(ended=args.all)
     if not args.all:
         sessions = [s for s in sessions if s["status"] not in FINAL]
     sessions.sort(key=lambda s: s.get("createdAt", 0))
