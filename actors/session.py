@@ -150,6 +150,9 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
             case m.AgentAttached(link=link):
                 self._links[link.link_id] = link
                 self._run(m.AgentConnected(link.link_id))
+            case m.FromAgentBatch(link_id=link_id, frames=frames):
+                for frame in frames:  # the core steps frame by frame, as if told one by one
+                    self._run(m.FromAgent(link_id, frame))
             case m.Subscribe(sink=sink, since=since):
                 self._journal.subscribe(sink, since, self._snapshot)
             case m.Unsubscribe(sink=sink):
