@@ -86,12 +86,22 @@ def _serve(
     sid = entry.session_id
     guard = guards.for_key(sid)
 
+    held: list[str | bytes] = []  # frames over the session's frame budget, read but not yet let in
+    prepaid = [False]
+
     def on_messages(messages: list[str | bytes]) -> None:
+        queue = [*held, *messages]
+        held.clear()
         batch = _Batch()
         now = time.monotonic()
-        pause = 0.0
-        for data in messages:
-            pause = max(pause, guard.pause(now))
+        for i, data in enumerate(queue):
+            wait = 0.0 if (i == 0 and prepaid[0]) else guard.pause(now)
+            prepaid[0] = False
+            if wait > 0:  # over its frame budget: the rest waits, and the socket is not read meanwhile
+                held.extend(queue[i:])
+                prepaid[0] = True  # this frame's share of the budget is already taken
+                connection.ws.pause_reading(wait, lambda: on_messages([]))
+                break
             try:
                 frame = guard.check(data)
             except FrameError as exc:
@@ -101,8 +111,6 @@ def _serve(
         frames = batch.frames()
         if frames:
             _tell(FromAgentBatch(link.link_id, frames))
-        if pause:  # over its frame budget: read on later (TCP holds the agent back)
-            connection.ws.pause_reading(pause)
 
     def on_closed(reason: str) -> None:
         _tell(AgentDetached(link.link_id, reason))

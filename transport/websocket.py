@@ -105,6 +105,10 @@ class WebSocket:
         self._closing = False
         self._closed = False
         self._close_after_flush = False
+        #: After a frame wsproto could not parse: read and drop until the peer
+        #: closes (closing with unread data would reset the connection, and the
+        #: reset can destroy the close frame before the peer reads it).
+        self._draining = False
         self.close_reason = "connection closed"
         self._partial: list[str | bytes] = []
         self._partial_size = 0
@@ -145,15 +149,15 @@ class WebSocket:
     def closed(self) -> bool:
         return self._closed
 
-    def pause_reading(self, seconds: float) -> None:
-        """Read nothing for ``seconds`` (loop thread): the peer's TCP window
-        fills and holds it back (a rate limit without a thread asleep)."""
+    def pause_reading(self, seconds: float, then: Callable[[], None]) -> None:
+        """Read nothing for ``seconds`` (loop thread), then call ``then``: the
+        peer's TCP window fills and holds it back (a rate limit, no thread asleep)."""
         if self._closed:
             return
         self._loop.unregister(self._sock)
-        self._loop.call_later(seconds, self._resume_reading)
+        self._loop.call_later(seconds, lambda: self._resume_reading(then))
 
-    def _resume_reading(self) -> None:
+    def _resume_reading(self, then: Callable[[], None]) -> None:
         if self._closed:
             return
         with self._lock:
@@ -162,6 +166,7 @@ class WebSocket:
             self._loop.register(self._sock, self, write=writing)
         except (KeyError, ValueError, OSError):
             pass
+        then()  # it may pause again
 
     def backlog_bytes(self) -> int:
         with self._lock:
@@ -261,6 +266,8 @@ class WebSocket:
         if not data:
             self._lost("connection lost")
             return
+        if self._draining:
+            return
         self._last_rx = time.monotonic()
         self._ping_sent = False
         if self._ws.state is ConnectionState.CLOSED:
@@ -269,7 +276,7 @@ class WebSocket:
         messages: list[str | bytes] = []
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                if not self._collect(event, messages):
+                if self._closing or not self._collect(event, messages):
                     break
             elif isinstance(event, Ping):
                 self._control(self._ws.send(event.response()))
@@ -291,7 +298,8 @@ class WebSocket:
             with self._lock:
                 self._closing = True
                 self.close_reason = "message too big"
-            self._send_close(MESSAGE_TOO_BIG, f"message over {self._limits.max_message_size} bytes")
+            limit = self._limits.max_message_size
+            self._send_close(MESSAGE_TOO_BIG, f"Message is too big (over {limit} bytes)")
             return False
         if event.message_finished:
             parts = self._partial
@@ -318,6 +326,10 @@ class WebSocket:
             self._control(self._ws.send(event.response()))
         elif self._ws.state is ConnectionState.OPEN:  # a frame wsproto could not parse
             self._control(self._ws.send(CloseConnection(event.code, event.reason)))
+            self._draining = True
+            self._cancel_timer()
+            self._timer = self._loop.call_later(self._limits.close_timeout, self._finish)
+            return
         self._finish_after_flush()
 
     def _send_close(self, code: int, reason: str) -> None:
