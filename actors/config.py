@@ -207,13 +207,38 @@ class BerthConfig:
     agent_frame_rate: float = 2000.0
     #: Frames an agent may send in a burst above ``agent_frame_rate``.
     agent_frame_burst: int = 20_000
+    #: Bytes queued for one client WebSocket (not yet taken by its socket)
+    #: before it is closed with 4008; it resubscribes with ``since``.
+    client_outbox_bytes: int = 8 * 1024 * 1024
+    #: Bytes queued for one agent WebSocket before it is closed with 4008
+    #: (the session waits ``reconnect_grace`` for it to come back).
+    agent_outbox_bytes: int = 8 * 1024 * 1024
+    #: Open connections (HTTP and WebSocket) the server holds at once; more
+    #: are answered 503 and closed. Every agent is one.
+    max_connections: int = 12_000
+    #: Open connections from one address. Agents share the host network, so
+    #: they all come from 127.0.0.1: keep this above the sessions you run.
+    max_connections_per_address: int = 12_000
+    #: A connection must finish its HTTP request (for a WebSocket: the
+    #: upgrade, authenticated) within this many seconds of silence, else it
+    #: is closed: half-open or idle sockets hold nothing for long.
+    auth_timeout: float = 5.0
+    #: After sending a close frame, wait this long for the peer's, then drop.
+    close_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_sessions < 0:
             raise ValueError("max_sessions must be >= 0 (0 means no limit)")
         if self.history_limit < 1:
             raise ValueError("history_limit must be >= 1")
-        for name in ("sessions_api_max_streams", "sessions_api_event_limit"):
+        for name in (
+            "sessions_api_max_streams",
+            "sessions_api_event_limit",
+            "client_outbox_bytes",
+            "agent_outbox_bytes",
+            "max_connections",
+            "max_connections_per_address",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.sessions_api_keepalive <= 0:
@@ -241,6 +266,8 @@ class BerthConfig:
             "container_remove_retry_max",
             "engine_watch_retry",
             "engine_watch_retry_max",
+            "auth_timeout",
+            "close_timeout",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 seconds")

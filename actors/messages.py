@@ -292,6 +292,14 @@ class LinkStored:
 
 
 @dataclass(frozen=True)
+class FromAgentBatch:
+    """Every frame one socket read brought, in order: one mailbox hand-off per read."""
+
+    link_id: str
+    frames: tuple[AgentToServer, ...]
+
+
+@dataclass(frozen=True)
 class SessionFailed:
     """The session's own code raised: it ends in ``error`` with this reason."""
 

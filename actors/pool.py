@@ -35,6 +35,7 @@ from actors.messages import (
     ContainerStarted,
     ContainerStartFailed,
     FromAgent,
+    FromAgentBatch,
     PoolAgentAttached,
     PoolEmpty,
     PoolStatus,
@@ -133,7 +134,7 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
                 for slot in self._slots.values():
                     if slot.link is not None and slot.link.link_id == link_id:
                         slot.link = None
-            case FromAgent():
+            case FromAgent() | FromAgentBatch():
                 pass
             case ContainerStarted(session_id=key, container_id=cid):
                 if key in self._slots:

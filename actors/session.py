@@ -174,11 +174,11 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                 link.send(p.LinkResume(received=self._link_seq.received))
                 self._run(m.AgentConnected(link.link_id))
             case m.FromAgent(link_id=link_id, frame=frame) if frame.n:
-                if self.state.link == Connected(link_id) and not self._link_seq.accept(frame.n):
-                    return None  # a resend of a frame this session already applied
-                outcome = self._run(message)
-                self._acknowledge(link_id)
-                return outcome
+                return self._numbered(message)
+            case m.FromAgentBatch(link_id=link_id, frames=frames):
+                for frame in frames:  # the core steps frame by frame, as if told one by one
+                    single = m.FromAgent(link_id, frame)
+                    self._numbered(single) if frame.n else self._run(single)
             case m.LinkStored(link_id=link_id, received=received):
                 if link_id in self._links and self.state.link == Connected(link_id):
                     try:
@@ -213,6 +213,14 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
             self.actor_ref.tell(stored)
         else:
             when_durable(lambda: self._tell(self.actor_ref, stored), urgent=False)
+
+    def _numbered(self, message: m.FromAgent) -> Rejected | None:
+        """A numbered agent frame: applied once, acknowledged once stored."""
+        if self.state.link == Connected(message.link_id) and not self._link_seq.accept(message.frame.n):
+            return None  # a resend of a frame this session already applied
+        outcome = self._run(message)
+        self._acknowledge(message.link_id)
+        return outcome
 
     def _run(self, message: Any) -> Rejected | None:
         state, effects = step(self.state, message, self._now())

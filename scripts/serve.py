@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The thread-based Berth server as a plain script (the same as ``berth serve``).
+"""The Berth server as a plain script (the same as ``berth serve``).
 
     python3 scripts/serve.py --port 8765 --image berth-session:latest
 """

@@ -289,8 +289,7 @@ def _cold(running: Any, docker_client: Any, api: Any, claude_dir: Path) -> dict[
     _write_login(claude_dir, TOKEN_B)
     wait_until(
         lambda: (
-            container.exec_run(["grep", "-q", TOKEN_B, "/run/berth-claude/.credentials.json"]).exit_code
-            == 0
+            container.exec_run(["grep", "-q", TOKEN_B, "/run/berth-claude/.credentials.json"]).exit_code == 0
         ),
         30,
         "the pushed token in the container",

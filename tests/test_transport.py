@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,8 +25,8 @@ API_TOKEN = "test-api-token-0123456789abcdef"
 def running(base_config) -> Iterator[RunningServer]:
     runtime = StubRuntime()
     server = start_server(
-        base_config,
-        ServerSettings(port=0, client_outbox_limit=50),
+        replace(base_config, client_outbox_bytes=1 << 20),
+        ServerSettings(port=0),
         api_token=Secret(API_TOKEN),
         runtime=runtime,
         environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-transport-test-token"},
@@ -113,6 +115,30 @@ def test_a_full_turn_reaches_a_subscribed_client_with_sequence_numbers(running):
     assert ack["requestId"] == "p2" and ack["sessionId"] == sid
 
 
+def test_frames_an_agent_sends_in_one_write_reach_the_client_in_order_with_a_streams_tokens_merged(running):
+    sid, agent = create_ready(running)
+    client = client_for(running)
+    client.send({"type": "subscribe", "sessionId": sid, "requestId": "r"})
+    client.recv_until(lambda f: f["type"] == "ack")
+    frames = [{"type": "stream", "messageId": "a", "tokens": [f"a{i}"]} for i in range(40)]
+    frames.append({"type": "setup_progress", "message": "between"})
+    frames += [{"type": "stream", "messageId": "b", "tokens": [f"b{i}", "."]} for i in range(10)]
+    wire = b"".join(
+        websocket.ABNF.create_frame(json.dumps(f), websocket.ABNF.OPCODE_TEXT).format() for f in frames
+    )
+    agent.ws.sock.sendall(wire)  # one write: the server reads it at once
+    last, seen = client.recv_until(lambda f: f["type"] == "stream" and "b9" in f["tokens"])
+    streams = [f for f in [*seen, last] if f["type"] == "stream"]
+    assert [t for f in streams if f["messageId"] == "a" for t in f["tokens"]] == [f"a{i}" for i in range(40)]
+    assert [t for f in streams if f["messageId"] == "b" for t in f["tokens"]] == [
+        t for i in range(10) for t in (f"b{i}", ".")
+    ]
+    assert len(streams) == 2  # one client frame per streamed message, not one per agent frame
+    got = [*seen, last]
+    order = [f["messageId"] if f["type"] == "stream" else f.get("message", {}).get("content") for f in got]
+    assert order.index("a") < order.index("between") < order.index("b")  # it stays between them
+
+
 def test_a_malformed_agent_frame_gets_an_error_and_the_connection_and_session_survive(running):
     sid, agent = create_ready(running)
     agent.send_raw("{not json")
@@ -147,8 +173,8 @@ def test_a_client_that_resubscribes_since_n_gets_exactly_what_it_missed(running)
     client.send({"type": "subscribe", "sessionId": sid})
     last_seen = client.recv()["seq"]
     client.close()
-    for i in range(3):
-        agent.send({"type": "stream", "messageId": "m", "tokens": [str(i)]})
+    for i in range(3):  # three messages: their tokens are never merged into one event
+        agent.send({"type": "stream", "messageId": f"m{i}", "tokens": [str(i)]})
     wait_until(lambda: running.berth.get_session(sid).seq >= last_seen + 3, what="events")
     again = client_for(running)
     again.send({"type": "subscribe", "sessionId": sid, "since": last_seen, "requestId": "again"})

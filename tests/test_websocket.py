@@ -1,7 +1,10 @@
-"""The server-side WebSocket: concurrent senders, a slow reader, a full socket."""
+"""The server-side WebSocket on the I/O loop, over real sockets on 127.0.0.1:
+concurrent senders, a reader that does not read, a full socket, batched reads,
+sends after the close, keep-alive timers."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,41 +15,60 @@ import websocket
 from werkzeug.serving import make_server
 
 from tests.waiting import wait_until
-from transport.websocket import InlineWebSocket
+from transport.ioloop import IOLoop
+from transport.server import RequestHandler
+from transport.websocket import Limits, WebSocket, _text_frame, accept
 
 SENDERS = 4
 FRAMES = 3000
 
 
 class _Server:
-    """A werkzeug server whose only route accepts one InlineWebSocket and runs ``behaviour``."""
+    """A werkzeug server whose upgrades become WebSockets on one IOLoop."""
 
-    def __init__(self, behaviour: Any) -> None:
-        self.behaviour = behaviour
-        self.accepted: list[InlineWebSocket] = []
-        self.httpd = make_server("127.0.0.1", 0, self.app, threaded=True)
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.loop = IOLoop()
+        self.loop.start()
+        self.accepted: list[WebSocket] = []
+        self.received: list[list[str | bytes]] = []
+        self.closed: list[str] = []
+        self.httpd = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=RequestHandler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.url = f"ws://127.0.0.1:{self.httpd.server_port}/"
 
     def app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        ws = InlineWebSocket(environ, limit=1_000_000, max_message_size=1 << 20, ping_interval=None, name="t")
+        sock, conn = accept(environ)
+        ws = WebSocket(self.loop, sock, conn, self.limits, self.received.append, self.closed.append)
         self.accepted.append(ws)
-        self.behaviour(ws)
-        ws.finish()
-        raise ConnectionError("websocket over")
+        ws.start()
+        environ["berth.websocket"] = True
+        raise ConnectionError("handed to the loop")
+
+    def connect(self) -> tuple[websocket.WebSocket, WebSocket]:
+        before = len(self.accepted)
+        client = websocket.create_connection(self.url, timeout=30)
+        wait_until(lambda: len(self.accepted) > before, what="the server side")
+        return client, self.accepted[before]
 
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.loop.stop()
 
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
     servers: list[_Server] = []
 
-    def start(behaviour: Any) -> _Server:
-        servers.append(_Server(behaviour))
+    def start(
+        outbox_bytes: int = 1 << 30,
+        max_message_size: int = 1 << 20,
+        ping_interval: float | None = None,
+        close_timeout: float = 5.0,
+    ) -> _Server:
+        servers.append(_Server(Limits(outbox_bytes, max_message_size, ping_interval, close_timeout)))
         return servers[-1]
 
     yield start
@@ -55,65 +77,139 @@ def serve() -> Iterator[Any]:
 
 
 def test_concurrent_senders_to_a_slow_reader_deliver_every_frame_intact_and_in_order(serve):
-    started = threading.Event()
+    server = serve()
+    client, ws = server.connect()
 
-    def behaviour(ws: InlineWebSocket) -> None:
-        def sender(n: int) -> None:
-            started.wait(10)
-            for i in range(FRAMES):
-                assert ws.send_text(f"{n}:{i}:" + "x" * 200)
+    def sender(n: int) -> None:
+        for i in range(FRAMES):
+            assert ws.send_utf8(f"{n}:{i}:{'x' * 1000}".encode())
 
-        threads = [threading.Thread(target=sender, args=(n,)) for n in range(SENDERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        ws.receive(timeout=30)  # until the client says it is done
-
-    server = serve(behaviour)
-    client = websocket.create_connection(server.url, timeout=30)
-    started.set()
-    # Read only once the socket is full and the writer thread has taken over.
-    wait_until(lambda: server.accepted and server.accepted[0].backlog() > 0, what="a backlog")
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    # Read only once the socket is full and the loop has taken over the writing.
+    wait_until(lambda: ws.backlog_bytes() > 0, what="a backlog")
     last = [-1] * SENDERS
     for _ in range(SENDERS * FRAMES):
         n, i, _ = str(client.recv()).split(":")
         assert int(i) == last[int(n)] + 1
         last[int(n)] = int(i)
-    client.send("done")
-    client.close()
+    for thread in threads:
+        thread.join(30)
     assert last == [FRAMES - 1] * SENDERS
+    wait_until(lambda: ws.backlog_bytes() == 0, what="the outbox drained")
 
 
-def test_a_full_backlog_is_reported_instead_of_blocking_the_sender(serve):
-    result: dict[str, Any] = {}
-    reader_may_go = threading.Event()
-
-    def behaviour(ws: InlineWebSocket) -> None:
-        ws._limit = 10  # a tiny outbox
-        accepted = 0
-        began = time.monotonic()
-        for _ in range(100_000):
-            if not ws.send_text("y" * 10_000):
-                break
-            accepted += 1
-        result["accepted"], result["seconds"] = accepted, time.monotonic() - began
-        reader_may_go.set()
-        ws.close(4008, "too slow")
-
-    server = serve(behaviour)
-    client = websocket.create_connection(server.url, timeout=30)
-    assert reader_may_go.wait(30)
-    assert result["accepted"] < 100_000 and result["seconds"] < 5
+def test_a_peer_that_does_not_read_meets_the_byte_budget_instead_of_blocking_the_sender(serve):
+    server = serve(outbox_bytes=1 << 20)
+    client, ws = server.connect()
+    accepted = 0
+    for _ in range(100_000):  # up to 1 GB if nothing stopped it
+        if not ws.send_utf8(b"y" * 10_000):
+            break
+        accepted += 1
+    assert accepted < 2_000  # the kernel's buffers plus 1 MB, not the 1 GB offered
+    assert ws.backlog_bytes() <= 1 << 20
+    ws.close(4008, "too slow", abandon=True)
+    assert ws.backlog_bytes() < 20_000  # what was queued is dropped at once, the memory freed
     client.close()
+
+
+def test_a_send_on_a_closing_or_closed_connection_is_refused_without_raising(serve):
+    server = serve(close_timeout=0.2)
+    client, ws = server.connect()
+    ws.close(1000, "bye")
+    assert ws.send_utf8(b"after close began") is False
+    wait_until(lambda: ws.closed, what="the close (the client never answers)")
+    assert ws.send_utf8(b"after the socket is gone") is False
+    ws.close(1000, "again")  # idempotent
+    client.close()
+
+
+def test_a_peer_closing_first_is_answered_and_reported_with_its_code(serve):
+    server = serve()
+    client, ws = server.connect()
+    client.close(status=4321, reason=b"done here")
+    wait_until(lambda: server.closed, what="the close reported")
+    assert server.closed == ["closed by peer (4321 done here)"]
+    assert ws.send_utf8(b"late") is False
+
+
+def test_frames_that_arrive_in_one_read_reach_the_handler_as_one_call(serve):
+    server = serve()
+    raw = socket.create_connection(("127.0.0.1", server.httpd.server_port))
+    raw.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert raw.recv(4096).startswith(b"HTTP/1.1 101")
+    wait_until(lambda: server.accepted, what="the server side")
+    raw.sendall(b"".join(_masked_text(f"frame {i}".encode()) for i in range(50)))
+    wait_until(lambda: sum(len(batch) for batch in server.received) == 50, what="50 frames")
+    assert len(server.received) == 1
+    assert server.received[0] == [f"frame {i}" for i in range(50)]
+    raw.close()
+
+
+def test_a_message_over_the_size_limit_closes_the_connection_with_1009(serve):
+    server = serve(max_message_size=1000)
+    client, _ws = server.connect()
+    client.send("z" * 5000)
+    opcode, data = client.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(data[:2], "big") == 1009
+    assert server.received == []
+
+
+def test_a_silent_peer_is_pinged_by_a_loop_timer_and_closed_when_it_stays_silent(serve):
+    server = serve(ping_interval=0.2)
+    raw = socket.create_connection(("127.0.0.1", server.httpd.server_port))
+    raw.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert raw.recv(4096).startswith(b"HTTP/1.1 101")
+    raw.settimeout(5)
+    assert raw.recv(2)[0] == 0x89  # a ping, unanswered
+    wait_until(lambda: server.closed == ["ping timeout"], what="the ping timeout")
+    raw.close()
+
+
+def test_a_peer_answering_pings_stays_connected(serve):
+    server = serve(ping_interval=0.1)
+    client, ws = server.connect()
+    for _ in range(5):  # websocket-client answers each ping while it reads
+        client.settimeout(5)
+        opcode, _ = client.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_PING
+        client.pong(b"")
+    assert not ws.closed and server.closed == []
+    client.close()
+
+
+def test_idle_connections_never_wake_the_loop(serve):
+    server = serve(ping_interval=None)
+    clients = [server.connect()[0] for _ in range(50)]
+    wait_until(lambda: server.loop.registered() == 50, what="50 connections on the loop")
+    before = server.loop.wakeups
+    time.sleep(0.5)  # an observation window: nothing is awaited, nothing may happen
+    assert server.loop.wakeups == before
+    for client in clients:
+        client.close()
 
 
 @pytest.mark.parametrize("size", [0, 5, 125, 126, 200, 65535, 65536, 100_000])
 def test_hand_made_text_frames_are_byte_for_byte_what_wsproto_makes(size):
     from wsproto.frame_protocol import FrameProtocol
 
-    from transport.websocket import _text_frame
-
     payload = ("é" * size).encode()[:size]  # multi-byte UTF-8, cut at any byte count
     text = payload.decode(errors="ignore").encode()
     assert _text_frame(text) == bytes(FrameProtocol(False, []).send_data(text.decode(), True))
+
+
+def _masked_text(payload: bytes) -> bytes:
+    """A client's frame (masked), as a client library would write it."""
+    mask = b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + body

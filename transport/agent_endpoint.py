@@ -2,7 +2,10 @@
 
 A wrong or missing session token is refused with 401 before any session state
 is touched. Each accepted connection becomes an ``AgentLink`` for the session
-actor; its frames are validated and told to the actor, a malformed frame is
+actor. The frames one read brought are decoded on the I/O loop and told to
+the actor as ONE message (``FromAgentBatch``), consecutive ``stream`` frames
+of one message merged into one: the actor's mailbox hand-off and the
+client's frame are paid per read, not per token. A malformed frame is
 answered with a ``protocol_error`` and the connection stays up.
 """
 
@@ -16,19 +19,20 @@ from typing import Any
 import pykka
 
 from actors.api import Berth, BerthError
-from actors.messages import AgentAttached, AgentDetached, FromAgent, PoolAgentAttached, SessionEntry
+from actors.messages import AgentAttached, AgentDetached, FromAgentBatch, PoolAgentAttached, SessionEntry
 from transport.agent_guard import AgentGuards
 from transport.auth import bearer, matches
 from transport.connection import Connection
 from transport.http import error_response
-from transport.protocol import FrameError, LinkResume, ProtocolError, ServerToAgent
-from transport.settings import ServerSettings
+from transport.protocol import AgentToServer, FrameError, LinkResume, ProtocolError, ServerToAgent, Stream
 
 log = logging.getLogger(__name__)
 
+ConnectionFactory = Callable[[dict[str, Any], str], Connection]
+
 
 class AgentConnection:
-    """What a SessionActor holds of its agent: sends never block it."""
+    """What a SessionActor holds of its agent: sends never block or raise."""
 
     def __init__(self, connection: Connection, epoch: str = "") -> None:
         self._connection = connection
@@ -40,58 +44,40 @@ class AgentConnection:
         return self._connection.id
 
     def send(self, frame: ServerToAgent) -> None:
-        if not self._connection.send(frame):
-            self._connection.close(4008, "agent fell too far behind")
+        if not self._connection.send(frame) and not self._connection.closed:
+            self._connection.close_over_budget("agent fell too far behind (outbox over its byte budget)")
 
     def close(self, code: int, reason: str) -> None:
         self._connection.close(code, reason)
 
 
 def serve_agent(
-    environ: dict[str, Any],
-    berth: Berth,
-    session_id: str,
-    settings: ServerSettings,
-    registry: Any,
-    guards: AgentGuards,
+    environ: dict[str, Any], berth: Berth, session_id: str, connect: ConnectionFactory, guards: AgentGuards
 ) -> Any:
     try:
         entry = berth.lookup(session_id)
     except BerthError:
         return error_response(404, "no such session")
-    return _serve(environ, entry, AgentAttached, settings, registry, guards)
+    return _serve(environ, entry, AgentAttached, connect, guards)
 
 
 def serve_pooled_agent(
-    environ: dict[str, Any],
-    berth: Berth,
-    slot: str,
-    settings: ServerSettings,
-    registry: Any,
-    guards: AgentGuards,
+    environ: dict[str, Any], berth: Berth, slot: str, connect: ConnectionFactory, guards: AgentGuards
 ) -> Any:
     """A pre-started agent waiting in the warm pool for its ``assign`` frame."""
     entry = berth.pool_directory.get(slot)
     if entry is None:
         return error_response(404, "no such pool slot")
     # A pooled agent's frames are not kept past its assignment: it may send at once (issue 9).
-    return _serve(
-        environ,
-        entry,
-        lambda link: PoolAgentAttached(slot, link),
-        settings,
-        registry,
-        guards,
-        LinkResume(received=0),
-    )
+    greeting = LinkResume(received=0)
+    return _serve(environ, entry, lambda link: PoolAgentAttached(slot, link), connect, guards, greeting)
 
 
 def _serve(
     environ: dict[str, Any],
     entry: SessionEntry,
     attached: Callable[[AgentConnection], Any],
-    settings: ServerSettings,
-    registry: Any,
+    connect: ConnectionFactory,
     guards: AgentGuards,
     greeting: LinkResume | None = None,
 ) -> Any:
@@ -100,37 +86,80 @@ def _serve(
     if entry.ref is None:
         return error_response(410, f"session {entry.session_id} has ended")
     ref = entry.ref
-    connection = Connection(
-        environ,
-        "agent",
-        settings.agent_outbox_limit,
-        guards.limits.agent_frame_bytes,
-        settings.ping_interval,
-    )
-    registry.add(connection)
+    connection = connect(environ, "agent")
     link = AgentConnection(connection, environ.get("HTTP_X_BERTH_LINK", ""))
     if greeting is not None:
         connection.send(greeting)
-    guard = guards.for_key(entry.session_id)
-    try:
-        ref.tell(attached(link))
-        for data in connection.frames():
-            pause = guard.pause(time.monotonic())
-            if pause:  # over its frame budget: read on later (TCP holds the agent back)
-                connection.stopping.wait(pause)
+    sid = entry.session_id
+    guard = guards.for_key(sid)
+
+    held: list[str | bytes] = []  # frames over the session's frame budget, read but not yet let in
+    prepaid = [False]
+
+    def on_messages(messages: list[str | bytes]) -> None:
+        queue = [*held, *messages]
+        held.clear()
+        batch = _Batch()
+        now = time.monotonic()
+        for i, data in enumerate(queue):
+            wait = 0.0 if (i == 0 and prepaid[0]) else guard.pause(now)
+            prepaid[0] = False
+            if wait > 0:  # over its frame budget: the rest waits, and the socket is not read meanwhile
+                held.extend(queue[i:])
+                prepaid[0] = True  # this frame's share of the budget is already taken
+                connection.ws.pause_reading(wait, lambda: on_messages([]))
+                break
             try:
                 frame = guard.check(data)
             except FrameError as exc:
-                connection.send(ProtocolError(message=str(exc), session_id=entry.session_id))
+                connection.send(ProtocolError(message=str(exc), session_id=sid))
                 continue
-            ref.tell(FromAgent(link.link_id, frame))
-    except pykka.ActorDeadError:
-        connection.close(4004, "session is over")
-    finally:
+            batch.add(frame)
+        frames = batch.frames()
+        if frames:
+            _tell(FromAgentBatch(link.link_id, frames))
+
+    def on_closed(reason: str) -> None:
+        _tell(AgentDetached(link.link_id, reason))
+
+    def _tell(message: Any) -> None:
         try:
-            ref.tell(AgentDetached(link.link_id, connection.close_reason))
+            ref.tell(message)
         except pykka.ActorDeadError:
-            pass
-        connection.finish()
-        registry.discard(connection)
+            connection.close(4004, "session is over")
+
+    connection.on_close(on_closed)
+    _tell(attached(link))  # before the loop may read (and tell) the first frame
+    connection.start(on_messages)
     return None
+
+
+class _Batch:
+    """The frames of one read; consecutive tokens of one streamed message
+    travel on as one ``stream`` (collected in one list: linear in the tokens)."""
+
+    def __init__(self) -> None:
+        self._frames: list[AgentToServer] = []
+        self._stream_id: str | None = None
+        self._tokens: list[str] = []
+        self._last_n = 0  # the merged frame takes the link number of its last part
+
+    def add(self, frame: AgentToServer) -> None:
+        if isinstance(frame, Stream):
+            if frame.message_id != self._stream_id:
+                self._end_stream()
+                self._stream_id = frame.message_id
+            self._tokens.extend(frame.tokens)
+            self._last_n = frame.n
+            return
+        self._end_stream()
+        self._frames.append(frame)
+
+    def frames(self) -> tuple[AgentToServer, ...]:
+        self._end_stream()
+        return tuple(self._frames)
+
+    def _end_stream(self) -> None:
+        if self._stream_id is not None:
+            self._frames.append(Stream(message_id=self._stream_id, tokens=self._tokens, n=self._last_n))
+            self._stream_id, self._tokens, self._last_n = None, [], 0

@@ -3,14 +3,23 @@
 On subscribe a client first gets a ``snapshot`` (or, resubscribing "since N",
 exactly the events it missed), then live events, each with its session's
 sequence number. Commands are answered with ``ack`` or ``protocol_error``
-(echoing ``requestId``). A client that falls more than the outbox limit behind
+(echoing ``requestId``). A client whose outbox goes over its byte budget
 is disconnected with close code 4008 and a reason; resubscribing catches it up.
+
+Frames arrive on the I/O loop, which must never wait: session commands are
+told from there at once; subscribing (it waits for the session's catch-up)
+and creating a session (it waits for the supervisor) run on a small shared
+pool of workers, in order per client (``Serial``): a command that follows
+one of them waits for it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from actors import messages as m
@@ -23,26 +32,66 @@ from transport.validate import check_client_frame
 
 log = logging.getLogger(__name__)
 
-SLOW_CLIENT = 4008
+
+class Serial:
+    """Jobs run one after another, in order, on a shared pool of threads."""
+
+    def __init__(self, pool: Executor) -> None:
+        self._pool = pool
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+
+    @property
+    def busy(self) -> bool:
+        return self._running
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._jobs.append(job)
+            if self._running:
+                return
+            self._running = True
+        self._pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._running = False
+                    return
+                job = self._jobs.popleft()
+            try:
+                job()
+            except Exception:
+                log.exception("a client's job failed")
 
 
 class ClientSession:
-    def __init__(self, connection: Connection, berth: Berth, limits: Limits) -> None:
+    def __init__(self, connection: Connection, berth: Berth, pool: Executor, limits: Limits) -> None:
         self._connection = connection
         self._berth = berth
         self._limits = limits
+        self._serial = Serial(pool)
         self._subscriptions: dict[str, Callable[[], None]] = {}
 
-    def run(self) -> None:
+    def start(self) -> None:
         self._berth.bus.subscribe(self._alerts)
-        try:
-            for data in self._connection.frames():
+        self._connection.on_close(lambda _reason: self._serial.submit(self._end))
+        self._connection.start(self._frames)
+
+    def _frames(self, messages: list[str | bytes]) -> None:
+        for data in messages:
+            if self._serial.busy:
+                self._serial.submit(lambda data=data: self._handle(data))  # type: ignore[misc]
+            else:
                 self._handle(data)
-        finally:
-            self._berth.bus.unsubscribe(self._alerts)
-            for detach in self._subscriptions.values():
-                detach()
-            self._subscriptions.clear()
+
+    def _end(self) -> None:
+        self._berth.bus.unsubscribe(self._alerts)
+        for detach in self._subscriptions.values():
+            detach()
+        self._subscriptions.clear()
 
     def _alerts(self, event: Any) -> None:
         """Every client hears about the OAuth token (e.g. "re-authenticate")."""
@@ -61,11 +110,18 @@ class ClientSession:
             self._refuse(frame, str(exc))
             return
         if isinstance(frame, p.CreateSessionFrame):
-            self._create(frame)
+            create = frame
+            self._serial.submit(lambda: self._create(create))  # it waits for the supervisor
             return
         command = _session_command(frame)
         if command is not None:
             self._berth.tell_command(frame.session_id, command, self._replier(frame))
+            return
+        session_frame = frame
+        self._serial.submit(lambda: self._subscribe(session_frame))
+
+    def _subscribe(self, frame: p.SessionFrame) -> None:
+        if self._connection.closed:
             return
         try:
             self._subscription(frame)
@@ -125,9 +181,10 @@ class ClientSession:
 
     def _sink(self, event: Any) -> None:
         """Runs on a session's actor thread: enqueue and return."""
-        if not self._connection.send(event):
-            self._connection.close(
-                SLOW_CLIENT, "client fell too far behind; reconnect and resubscribe to catch up"
+        if not self._connection.send(event) and not self._connection.closed:
+            self._connection.close_over_budget(
+                "client fell too far behind (outbox over its byte budget); reconnect and resubscribe "
+                "with since to catch up"
             )
 
 

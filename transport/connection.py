@@ -1,79 +1,80 @@
 """One accepted WebSocket as the endpoints use it: frames in, frames out.
 
-Routing and authentication happen before the upgrade (simple-websocket
-cannot answer 401). Receives poll with a timeout so a shutdown is noticed;
-``max_message_size`` bounds a peer's frames; sends never block the caller.
+Routing and authentication happen on werkzeug's request thread before the
+upgrade (so a refusal is a plain HTTP answer); then ``accept`` takes the
+socket and the I/O loop drives it. ``send`` never blocks and never raises:
+False means the frame was not queued (closing, gone, or over the byte
+budget); the endpoint decides what that means for its peer.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import simple_websocket
 
+from transport.ioloop import IOLoop
 from transport.protocol import encode_bytes
-from transport.websocket import InlineWebSocket
+from transport.websocket import Limits, WebSocket, accept
 
 log = logging.getLogger(__name__)
 
-RECEIVE_POLL = 1.0
+#: Close code for a peer whose outbox went over its byte budget.
+OVER_BUDGET = 4008
 
 
 class Connection:
-    def __init__(
-        self,
-        environ: dict[str, Any],
-        kind: str,
-        outbox_limit: int,
-        max_message_size: int,
-        ping_interval: float | None,
-    ) -> None:
+    def __init__(self, environ: dict[str, Any], kind: str, loop: IOLoop, limits: Limits) -> None:
         self.id = f"{kind}-{uuid.uuid4().hex[:12]}"
-        sock = environ.get("werkzeug.socket")
-        if sock is not None:
-            # Frames are small and often back to back: without this, Nagle's
-            # algorithm meets the peer's delayed ACK and a turn costs 40 ms.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.ws = InlineWebSocket(environ, outbox_limit, max_message_size, ping_interval, self.id)
-        self.stopping = threading.Event()
-        self.close_reason = "connection closed"
+        sock, ws = accept(environ)
+        # Frames are small and often back to back: without this, Nagle's
+        # algorithm meets the peer's delayed ACK and a turn costs 40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._handlers: list[Callable[[str], None]] = []
+        self._on_messages: Callable[[list[str | bytes]], None] = _ignore
+        self.ws = WebSocket(loop, sock, ws, limits, self._messages, self._closed)
+
+    def start(self, on_messages: Callable[[list[str | bytes]], None]) -> None:
+        """Begin reading; ``on_messages`` runs on the loop's thread."""
+        self._on_messages = on_messages
+        self.ws.start()
+
+    def on_close(self, handler: Callable[[str], None]) -> None:
+        """``handler(reason)`` runs once on the loop's thread when the socket is closed."""
+        self._handlers.append(handler)
 
     def send(self, frame: msgspec.Struct) -> bool:
-        """False when the peer has fallen more than the outbox limit behind."""
         return self.ws.send_utf8(encode_bytes(frame))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        self.close_reason = reason or self.close_reason
-        self.stopping.set()
-        self.ws.close(code, reason)
+    def close(self, code: int = 1000, reason: str = "", abandon: bool = False) -> None:
+        self.ws.close(code, reason, abandon)
 
-    def stop_reading(self) -> None:
-        """Wake the receive loop now (server shutdown: no reply to wait for)."""
-        self.stopping.set()
-        try:
-            self.ws.raw.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
+    def close_over_budget(self, reason: str) -> None:
+        """The peer is not reading: drop its backlog, tell it why (4008)."""
+        self.ws.close(OVER_BUDGET, reason, abandon=True)
 
-    def frames(self) -> Iterator[str | bytes]:
-        """Incoming frames until the peer or the server closes."""
-        while not self.stopping.is_set():
+    @property
+    def close_reason(self) -> str:
+        return self.ws.close_reason
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
+    def _messages(self, messages: list[str | bytes]) -> None:
+        self._on_messages(messages)
+
+    def _closed(self, reason: str) -> None:
+        for handler in self._handlers:
             try:
-                data = self.ws.receive(timeout=RECEIVE_POLL)
-            except simple_websocket.ConnectionClosed as closed:
-                detail = f" {closed.message}" if closed.message else ""
-                self.close_reason = f"closed by peer ({closed.reason}{detail})"
-                return
-            if data is not None:
-                yield data
+                handler(reason)
+            except Exception:
+                log.exception("a close handler of %s failed", self.id)
 
-    def finish(self) -> None:
-        """After the receive loop: flush, close, end the writer."""
-        self.close(1000, "")
-        self.ws.finish()
+
+def _ignore(messages: list[str | bytes]) -> None:
+    pass

@@ -11,7 +11,6 @@ from actors.api import Berth
 from actors.config import BerthConfig
 from actors.secret import Secret
 from transport.auth import load_or_create_api_token
-from transport.limits import Limits
 from transport.server import BerthServer
 from transport.settings import ServerSettings
 
@@ -54,7 +53,7 @@ def start_server(
         api_token, new = load_or_create_api_token(config.state_dir)
     elif not api_token:
         raise StartupFailed("the API token is empty: the server would let anyone in; give it a random token")
-    server = _bind(settings, api_token, Limits.from_config(config))
+    server = _bind(settings, api_token, config)
     try:
         config = replace(config, server_url=agent_url(settings, server.port))
         berth = Berth.start(config, **berth_options)
@@ -70,12 +69,12 @@ def start_server(
     return RunningServer(berth, server, api_token, new)
 
 
-def _bind(settings: ServerSettings, api_token: Secret, limits: Limits) -> BerthServer:
+def _bind(settings: ServerSettings, api_token: Secret, config: BerthConfig) -> BerthServer:
     """The server bound to its port; a port that cannot be had is one line, not
     werkzeug's own message and exit (it prints and calls ``sys.exit``)."""
     _probe(settings.host, settings.port)
     try:
-        return BerthServer(settings, api_token, limits)
+        return BerthServer(settings, api_token, config)
     except (OSError, SystemExit) as exc:  # lost a race for the port after the probe
         raise StartupFailed(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
 

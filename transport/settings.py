@@ -9,9 +9,6 @@ from dataclasses import dataclass
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8765
-    #: Frames queued for one client before it is cut off as too slow.
-    client_outbox_limit: int = 20_000
-    agent_outbox_limit: int = 20_000
     #: Seconds between pings that detect dead peers; None disables them.
     ping_interval: float | None = 20.0
 

@@ -16,6 +16,7 @@ process: what the server stack itself costs per connection.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from scripts.bench.common import (
     Process,
     Server,
     StealMeter,
+    cpu_split,
     fd_count,
     proc_status,
     python,
@@ -78,19 +80,23 @@ def _connect(load: Process, tokens_file: Path, timeout: float) -> tuple[int, int
 
 
 def _berth_levels(ctx: Context, levels: list[int], repeat: int, hold: float) -> dict[str, Any]:
-    server = start_boot_server(ctx.workdir, ctx.instance(f"idle{repeat}"), max_sessions=0)
+    # Agents connect once every session of a level exists: no session may time out meanwhile.
+    instance = ctx.instance(f"idle{repeat}")
+    server = start_boot_server(ctx.workdir, instance, max_sessions=0, startup_timeout=3600)
     ctx.note_command(server.process.argv)
     load = _load(ctx, server.port, f"berth{repeat}")
     out: dict[str, Any] = {"levels": {}, "statuses": {}}
     try:
         out["levels"][0] = _sample(server.pid, settle=2.0)
-        created = 0
+        created = previous = 0
         for level in levels[1:]:
             t0 = time.monotonic()
             while created < level:
                 server.create_session(f"idle-{created}")
                 created += 1
             create_s = time.monotonic() - t0
+            ctx.log(f"idle: created sessions up to {level} at {(level - previous) / create_s:.0f}/s")
+            previous = level
             tokens_file = ctx.workdir / f"tokens-idle{repeat}-{level}.json"
             server.tokens(tokens_file)
             open_, failed, connect_s = _connect(load, tokens_file, timeout=600)
@@ -112,7 +118,16 @@ def _berth_levels(ctx: Context, levels: list[int], repeat: int, hold: float) -> 
             )
         if hold > 0:
             ctx.log(f"idle: holding {levels[-1]} idle sessions for {hold:g} s (server pings every 20 s)")
+            (user0, sys0), t0 = cpu_split(server.pid), time.monotonic()
             time.sleep(hold)
+            user1, sys1 = cpu_split(server.pid)
+            took = time.monotonic() - t0
+            idle_cpu = (user1 - user0 + sys1 - sys0) / took
+            out["idle_cpu_share"] = idle_cpu
+            ctx.log(
+                f"idle: server CPU while {levels[-1]} sessions idle: {idle_cpu * 100:.2f} % of a core "
+                f"(user {(user1 - user0) / took * 100:.2f} %, system {(sys1 - sys0) / took * 100:.2f} %)"
+            )
             out["after_hold"] = _sample(server.pid, settle=0.0)
             out["after_hold"]["statuses"] = server.statuses()
         load.tell("count")
@@ -148,10 +163,15 @@ def _floor_levels(ctx: Context, levels: list[int], repeat: int) -> dict[str, Any
 
 def run(ctx: Context) -> dict[str, Any]:
     raise_fd_limit(1 << 20)
-    levels = [0, 100, 1000]
-    repeats = 1 if ctx.quick else 3
+    #: e.g. BERTH_BENCH_IDLE_LEVELS=0,100,1000,10000 for the 10,000-session target.
+    levels = [int(n) for n in os.environ.get("BERTH_BENCH_IDLE_LEVELS", "0,100,1000").split(",")]
+    repeats = int(os.environ.get("BERTH_BENCH_IDLE_REPEATS", "1" if ctx.quick else "3"))
     hold = 5.0 if ctx.quick else 45.0
     top = levels[-1]
+    #: The bare floor's thread-per-connection stack is held up to this level only
+    #: (at 10,000 it would need 20,000 threads).
+    floor_top = int(os.environ.get("BERTH_BENCH_IDLE_FLOOR_MAX", "1000"))
+    floor_levels = [level for level in levels if level <= floor_top]
     result: dict[str, Any] = {"id": "idle", "title": TITLE}
     steal = StealMeter()
     runs: list[dict[str, Any]] = []
@@ -160,7 +180,7 @@ def run(ctx: Context) -> dict[str, Any]:
         for repeat in range(repeats):
             ctx.log(f"idle: repeat {repeat + 1}/{repeats}: Berth at {levels} sessions, then the bare floor")
             runs.append(_berth_levels(ctx, levels, repeat, hold))
-            floors.append(_floor_levels(ctx, levels, repeat))
+            floors.append(_floor_levels(ctx, floor_levels, repeat))
     finally:
         result["steal"] = steal.stop()
 
@@ -169,6 +189,13 @@ def run(ctx: Context) -> dict[str, Any]:
 
     def at(data: list[dict[str, Any]], key: str, level: int) -> list[float]:
         return [r["levels"][level][key] for r in data]
+
+    def floor_at(key: str, level: int) -> list[float] | None:
+        return at(floors, key, level) if level in floor_levels else None
+
+    def floor_per(key: str) -> list[float] | None:
+        top_floor = floor_levels[-1]
+        return per_session(floors, key, top_floor) if top_floor else None
 
     from scripts.bench.common import row
 
@@ -180,7 +207,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 "MB",
                 at(runs, "rss_mb", level),
                 f"bare stack at {level} idle connections",
-                at(floors, "rss_mb", level),
+                floor_at("rss_mb", level),
             )
         )
     for level in levels[-1:]:
@@ -190,7 +217,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 "threads",
                 at(runs, "threads", level),
                 f"bare stack at {level} connections",
-                at(floors, "threads", level),
+                floor_at("threads", level),
             )
         )
     rows.append(
@@ -198,8 +225,8 @@ def run(ctx: Context) -> dict[str, Any]:
             f"RSS per idle session ((RSS@{top} − RSS@0)/{top})",
             "MB",
             per_session(runs, "rss_mb", top),
-            "bare stack, per idle connection",
-            per_session(floors, "rss_mb", top),
+            f"bare stack, per idle connection (at {floor_levels[-1]})",
+            floor_per("rss_mb"),
         )
     )
     rows.append(
@@ -207,8 +234,8 @@ def run(ctx: Context) -> dict[str, Any]:
             "threads per idle session",
             "threads",
             per_session(runs, "threads", top),
-            "bare stack, per connection",
-            per_session(floors, "threads", top),
+            f"bare stack, per connection (at {floor_levels[-1]})",
+            floor_per("threads"),
         )
     )
     result["rows"] = rows

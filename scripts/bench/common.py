@@ -72,6 +72,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process: Python work against kernel work."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS (kB), VmHWM (kB) and Threads of a process."""
     out: dict[str, int] = {}
@@ -398,7 +405,13 @@ def _launch_server(
     return Server(process, _serving_port(line), token, state_dir, instance, argv)
 
 
-def start_boot_server(workdir: Path, instance: str, max_sessions: int = 50, timeout: float = 60.0) -> Server:
+def start_boot_server(
+    workdir: Path,
+    instance: str,
+    max_sessions: int = 50,
+    timeout: float = 60.0,
+    startup_timeout: float = 120.0,
+) -> Server:
     """The ExternalRuntime server bootstrap (``server_boot.py``) in a subprocess."""
     state_dir, token_file, token = _prepare_state(workdir, instance)
     argv = [
@@ -413,6 +426,8 @@ def start_boot_server(workdir: Path, instance: str, max_sessions: int = 50, time
         str(max_sessions),
         "--api-token-file",
         str(token_file),
+        "--startup-timeout",
+        str(startup_timeout),
     ]
     return _launch_server(argv, workdir, instance, state_dir, token, timeout)
 

@@ -35,6 +35,10 @@ def role(thread: str, stack: str) -> str:
         return "request threads (handshakes, other)"
     if thread.startswith("berth-writer"):
         return "socket writer threads"
+    if "IOLoop._run" in stack or thread.startswith("berth-ioloop"):
+        return "the I/O loop (every WebSocket: read, wsproto parse, decode, tell)"
+    if thread.startswith("berth-client"):
+        return "client workers (subscriptions)"
     if thread.startswith("SessionActor"):
         return "SessionActor threads"
     if "Actor" in thread:

@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--api-token-file", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--image", default="berth-session:latest")
+    parser.add_argument("--startup-timeout", type=float, default=120.0)
     args = parser.parse_args()
     raise_fd_limit(1 << 20)
     config = BerthConfig(
@@ -67,6 +68,9 @@ def main() -> int:
         # included; the per-session agent frame budget would cap them instead.
         agent_frame_rate=1e9,
         agent_frame_burst=1_000_000_000,
+        startup_timeout=args.startup_timeout,
+        max_connections=20_000,
+        max_connections_per_address=20_000,
     )
     running = start_server(
         config,
