@@ -161,6 +161,8 @@ class BerthConfig:
     store_flush_interval: float = 0.05
     #: fsync every store commit (SQLite synchronous=FULL): survives power loss, costs a disk flush.
     store_fsync: bool = False
+    #: Event text waiting for the store's writer; past it sessions wait for the disk (backpressure).
+    store_queue_bytes: int = 4 * 1024 * 1024
     #: Ended sessions stay readable this long (then their transcript is purged).
     ended_retention: float = 7 * 24 * 3600.0
     #: Removal of a container that failed (engine down) is retried after this, doubling...

@@ -37,6 +37,7 @@ class Durability:
                     retention=config.ended_retention,
                     event_limit=config.event_log_limit,
                     codec=SessionStateCodec(clock.now, clock.wall),
+                    queue_bytes=config.store_queue_bytes,
                 )
                 if config.session_store == "sqlite"
                 else NullStore()

@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from actors.secret import Secret
-from transport.protocol import ChatMessage, MessageAdded, SessionEvent
+from transport.protocol import ChatMessage, MessageAdded, SessionEvent, StreamTokens
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,7 @@ class SqliteStore:
         event_limit: int = 5000,
         codec: StateCodec | None = None,
         clock: Callable[[], float] = time.time,
+        queue_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.path = path
         self._conn = open_connection(path, fsync)
@@ -262,6 +263,12 @@ class SqliteStore:
         self._since_trim: dict[str, int] = {}
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: Bytes of event text queued but not committed; past ``queue_bytes`` a
+        #: session waits for the writer (backpressure), so a stream faster than
+        #: the disk cannot grow the server's memory without bound.
+        self._queue_bytes = queue_bytes
+        self._queued = 0
+        self._room = threading.Condition()
         #: Agent link positions noted by sessions, and the ones last written.
         self._links: dict[str, tuple[str, int]] = {}
         self._links_written: dict[str, tuple[str, int]] = {}
@@ -284,6 +291,14 @@ class SqliteStore:
         self._queue.put(_Save(state, self._clock()))
 
     def append_event(self, session_id: str, event: SessionEvent) -> None:
+        size = _text_size(event)
+        if self._queued + size > self._queue_bytes and not self._closed:
+            with self._room:
+                while self._queued > 0 and self._queued + size > self._queue_bytes and not self._closed:
+                    self._urgent.set()
+                    self._room.wait(0.5)
+        with self._room:
+            self._queued += size
         self._queue.put((session_id, event))  # a bare tuple: the relay path's one cost here
 
     def forget(self, session_id: str) -> None:
@@ -416,6 +431,15 @@ class SqliteStore:
 
     def _commit(self, items: list[Any]) -> list[Any]:
         """Write ``items`` in one transaction; what could not be written is returned for a retry."""
+        left = self._write(items)
+        if not left:
+            written = sum(_text_size(item[1]) for item in items if type(item) is tuple)
+            with self._room:
+                self._queued = max(0, self._queued - written)
+                self._room.notify_all()
+        return left
+
+    def _write(self, items: list[Any]) -> list[Any]:
         saves: dict[str, _Save] = {}
         barriers: list[_Barrier] = []
         links: dict[str, tuple[str, int]] = {}
@@ -567,3 +591,12 @@ class _transaction:
                 self._conn.execute("ROLLBACK")
                 raise
         self._conn.execute("ROLLBACK")
+
+
+def _text_size(event: SessionEvent) -> int:
+    """About what an event weighs in the queue: its text, plus a constant."""
+    if type(event) is StreamTokens:
+        return 100 + sum(len(token) for token in event.tokens)
+    if type(event) is MessageAdded:
+        return 100 + len(event.message.content)
+    return 200

@@ -114,6 +114,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._down: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         self._live_count = 0
+        #: Sessions whose registry entry must be rewritten before the next answer.
+        self._dirty: set[str] = set()
         self.handled = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -250,8 +252,8 @@ class SupervisorActor(pykka.ThreadingActor):
             return answer_probe(self, self.handled)
         self.handled += 1
         result = self._dispatch(message)
-        if isinstance(message, _CHANGES_WHO_EXISTS):
-            self._publish_directory()
+        if self._dirty:
+            self._sync_directory()
         self._count_live()
         return result
 
@@ -267,6 +269,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 pass  # the count of live sessions is redone after every message
             case m.SessionEvicted(session_id=sid):
                 self._sessions.pop(sid, None)
+                self._dirty.add(sid)
             case m.SessionCrashed():
                 self._crashed(message)
             case m.ChildFailed(kind=kind, reason=reason):
@@ -275,6 +278,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 fired = self._timers.accept(message)
                 if isinstance(fired, _EvictTombstone):
                     self._sessions.pop(fired.session_id, None)
+                    self._dirty.add(fired.session_id)
                 elif isinstance(fired, _RestartChild):
                     self._restart(fired.kind)
             case m.GetChildren():
@@ -286,6 +290,18 @@ class SupervisorActor(pykka.ThreadingActor):
             case _:
                 raise TypeError(f"SupervisorActor cannot handle {message!r}")
         return None
+
+    def _sync_directory(self) -> None:
+        """Write the entries that changed (created, crashed, deleted, evicted)."""
+        for sid in self._dirty:
+            e = self._sessions.get(sid)
+            if e is None:
+                self._directory.drop(sid)
+            else:
+                self._directory.put(
+                    m.SessionEntry(sid, e.ref, e.agent_token, e.final_view, e.cell, e.manager_token)
+                )
+        self._dirty.clear()
 
     def _publish_directory(self) -> None:
         self._directory.publish(
@@ -343,6 +359,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._store.remember_token(sid, token)  # its digest: what verifies the agent after a restart
         ref = SessionActor.start(sid, spec, token, cell, self._deps, manager_token=manager_token)
         self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref, manager_token=manager_token)
+        self._dirty.add(sid)
         return sid
 
     def _manager_problem(self, spec: m.SessionSpec) -> Rejected | None:
@@ -367,6 +384,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _delete(self, sid: str) -> Rejected | None:
         entry = self._sessions.pop(sid, None)
+        self._dirty.add(sid)
         if entry is None:
             return Rejected(f"no session with id {sid!r}", 404)
         self._timers.cancel(f"evict:{sid}")
@@ -380,15 +398,13 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         entry.ref = None
         entry.final_view = crash.final_view
-        self._publish_directory()  # before the cell, so a reader never sees "error" without the view
+        self._dirty.add(crash.session_id)
+        self._sync_directory()  # before the cell, so a reader never sees "error" without the view
         entry.cell.info = crash.final_view.info
         self._slots["container"].tell(m.RemoveContainer(crash.session_id))
         self._timers.start(
             f"evict:{crash.session_id}", self._config.eviction_ttl, _EvictTombstone(crash.session_id)
         )
-
-
-_CHANGES_WHO_EXISTS = (m.CreateSession, m.DeleteSession, m.SessionEvicted, m.SessionCrashed, TimerFired)
 
 
 def _tell_quietly(ref: Any, message: Any) -> bool:
