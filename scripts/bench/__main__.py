@@ -35,7 +35,7 @@ from typing import Any
 from scripts.bench import report
 from scripts.bench.common import REPO, Context, kill_all_children, raise_fd_limit
 
-ORDER = ["cold", "warm", "turn", "relay", "idle", "concurrent", "sessions", "claude"]
+ORDER = ["cold", "warm", "turn", "relay", "idle", "concurrent", "sessions", "claude", "neighbour"]
 DOCKER = {"cold", "warm", "concurrent", "claude"}
 #: A benchmark that runs longer than this is stopped (all its waits are bounded anyway).
 WATCHDOG_S = {
@@ -47,6 +47,7 @@ WATCHDOG_S = {
     "concurrent": 1200,
     "sessions": 600,
     "claude": 1800,
+    "neighbour": 600,
 }
 
 

@@ -12,7 +12,17 @@ from scripts.bench import profile
 BEGIN = "<!-- bench:results:begin (written by scripts/bench.sh; edit outside these markers) -->"
 END = "<!-- bench:results:end -->"
 STATS = ("median", "p90", "p99", "min", "max")
-NUMBER = {"cold": 1, "warm": 2, "turn": 3, "relay": 4, "idle": 5, "concurrent": 6, "sessions": 7, "claude": 8}
+NUMBER = {
+    "cold": 1,
+    "warm": 2,
+    "turn": 3,
+    "relay": 4,
+    "idle": 5,
+    "concurrent": 6,
+    "sessions": 7,
+    "claude": 8,
+    "neighbour": 9,
+}
 
 
 def fmt(value: float | None, unit: str) -> str:
