@@ -14,7 +14,7 @@ import http.client
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -228,8 +228,10 @@ def send_text_bytes(peer: WsPeer, data: bytes) -> None:
     peer.ws.send(data, opcode=websocket.ABNF.OPCODE_TEXT)
 
 
-def answer_or_close(peer: WsPeer, probe: str) -> tuple[list[dict[str, Any]], int | None]:
-    """Frames up to the answer to ``probe`` (a frame whose error names it), or the close code."""
+def _frames_until(
+    peer: WsPeer, is_answer: Callable[[dict[str, Any]], bool], what: str
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Text frames up to the first one ``is_answer`` accepts (then ``None``), or the close code."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -243,13 +245,24 @@ def answer_or_close(peer: WsPeer, probe: str) -> tuple[list[dict[str, Any]], int
         if opcode != websocket.ABNF.OPCODE_TEXT:
             continue
         frame = json.loads(data)
-        assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
-        if frame["type"] == "protocol_error":
-            assert frame["message"], frame
-            if probe in frame["message"] or frame.get("requestId") == probe:
-                return seen, 0
+        if is_answer(frame):
+            return seen, None
         seen.append(frame)
-    raise AssertionError(f"no answer to {probe} within 10 s; saw {[f['type'] for f in seen]}")
+    raise AssertionError(f"no {what} within 10 s; saw {[f.get('type') for f in seen]}")
+
+
+def answer_or_close(peer: WsPeer, probe: str) -> tuple[list[dict[str, Any]], int | None]:
+    """Frames up to the answer to ``probe`` (a frame whose error names it: 0), or the close code."""
+
+    def names_probe(frame: dict[str, Any]) -> bool:
+        assert isinstance(frame, dict) and isinstance(frame.get("type"), str), frame
+        if frame["type"] != "protocol_error":
+            return False
+        assert frame["message"], frame
+        return probe in frame["message"] or frame.get("requestId") == probe
+
+    seen, closed = _frames_until(peer, names_probe, f"answer to {probe}")
+    return seen, 0 if closed is None else closed
 
 
 # ------------------------------------------------------------------ the fuzz tests
@@ -323,23 +336,10 @@ def test_fuzzed_client_frames_get_clear_errors_and_the_session_survives_intact(r
 
 
 def _until_ack(client: WsPeer, probe: str) -> tuple[list[dict[str, Any]], int | None]:
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        client.ws.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            opcode, data = client.ws.recv_data(control_frame=True)
-        except (websocket.WebSocketConnectionClosedException, ConnectionError):
-            return seen, 1006
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            return seen, int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-        if opcode != websocket.ABNF.OPCODE_TEXT:
-            continue
-        frame = json.loads(data)
-        if frame.get("type") == "ack" and frame.get("requestId") == probe:
-            return seen, None
-        seen.append(frame)
-    raise AssertionError(f"no ack for {probe} within 10 s")
+    def acked(frame: dict[str, Any]) -> bool:
+        return frame.get("type") == "ack" and frame.get("requestId") == probe
+
+    return _frames_until(client, acked, f"ack for {probe}")
 
 
 def test_fuzzed_rest_bodies_get_json_errors_never_a_server_error(running):
