@@ -47,13 +47,6 @@ class ChildSlot:
             with self._lock:
                 self._hold(message)
 
-    def ask(self, message: Any, timeout: float) -> Any:
-        """For the edges only (rule 2)."""
-        ref = self._ref
-        if ref is None:
-            raise pykka.ActorDeadError(f"the {self.kind} actor is restarting")
-        return ref.ask(message, timeout=timeout)
-
     def down(self) -> None:
         with self._lock:
             self._ref = None
