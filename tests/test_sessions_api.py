@@ -94,9 +94,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-v1-token-0123456789"},
     )
     api = Api(running)
-    yield api
-    wait_until(lambda: api.view.stream_count() == 0, timeout=10, what="every event stream to be freed")
-    running.stop()
+    try:
+        yield api
+        wait_until(lambda: api.view.stream_count() == 0, timeout=10, what="every event stream to be freed")
+    finally:
+        running.stop()
     left = runtime.client.api.containers(all=True, filters={"label": f"berth.instance={config.instance_id}"})
     assert not left, "containers left behind"
 
@@ -306,8 +308,13 @@ def test_every_refusal_raises_the_sdk_error_class_the_reference_gives(api):
         sessions.events.send(session.id, events=[confirm])
     raw = httpx2.get(f"{api.url}/v1/sessions", headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert raw.status_code == 400 and "anthropic-beta" in raw.json()["error"]["message"]
-    streams = [api.stream(session.id) for _ in range(MAX_STREAMS)]
+    # A stream an earlier test closed holds its slot until the server's next keepalive write.
+    slots = api.running.server.sessions_api.state.slots
+    wait_until(lambda: slots.open == 0, timeout=10, what="earlier tests' streams to be freed")
+    streams: list[Any] = []
     try:
+        for _ in range(MAX_STREAMS):
+            streams.append(api.stream(session.id))
         with pytest.raises(anthropic.RateLimitError) as limited:
             api.stream(session.id)
         assert "sessions_api_max_streams" in limited.value.message
