@@ -70,7 +70,8 @@ export BERTH_REQUIRE_DOCKER=1
 
 check "ruff" python3 -m ruff check .
 check "mypy" python3 -m mypy
-check "pytest" python3 -m pytest -q "$@"
+# A hard cap, so a hang is reported rather than eating the whole CI budget.
+check "pytest" timeout --kill-after=30 "${BERTH_TEST_TIMEOUT:-3000}" python3 -m pytest -q "$@"
 
 printf '\n=== timings\n'
 printf '%s\n' "${timings[@]}"

@@ -104,3 +104,41 @@ def tree(base_config: BerthConfig) -> Iterator[TreeFactory]:
     assert pykka.ActorRegistry.get_all() == [], "actors left running"
     leftover = _berth_threads(baseline)
     wait_until(lambda: not leftover(), timeout=10, what="threads to end")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_actor_outlives_its_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stops whatever a module's tests left running, and fails that module for it.
+
+    A leaked tree keeps non-daemon pykka threads alive, so without this one
+    failing test would keep the whole pytest process from ever exiting.
+    """
+    before = set(pykka.ActorRegistry.get_all())
+    yield
+    leaked = [ref for ref in pykka.ActorRegistry.get_all() if ref not in before]
+    for ref in leaked:
+        ref.stop(block=False)
+    for ref in leaked:
+        ref.actor_stopped.wait(10)
+    if leaked:
+        names = sorted({ref.actor_class.__name__ for ref in leaked})
+        pytest.fail(f"{request.module.__name__} left {len(leaked)} actors running ({', '.join(names)})")
+
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Ends the process even if a test left a non-daemon thread behind, and says which."""
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in lingering:
+        thread.join(timeout=5)
+    alive = [t.name for t in lingering if t.is_alive()]
+    if alive:
+        print(f"\nthreads still running after the suite, exiting without them: {alive}", flush=True)
+        os._exit(_exit_status[-1] if _exit_status and _exit_status[-1] else 1)
