@@ -13,14 +13,18 @@
 
 Every call is an ``ask`` at the edge of the actor tree; refused commands raise
 ``BerthError`` (with an HTTP-like ``code``) naming the problem.
-``shutdown()`` terminates every session, removes every container and stops
-every actor and thread that Berth started.
+``shutdown()`` stops every actor and thread that Berth started; the sessions'
+containers keep running for the next start to recover, unless
+``stop_sessions_on_exit`` is set. If the program's main thread ends without a
+``shutdown()``, Berth shuts itself down, so a forgotten call never keeps the
+process alive.
 """
 
 from __future__ import annotations
 
 import hmac
 import queue
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Executor
@@ -100,6 +104,35 @@ class Subscription:
         self.close()
 
 
+#: Trees started and not yet shut down; the exit hook below stops them.
+_running: set[Berth] = set()
+_running_lock = threading.Lock()
+_hook_registered = False
+
+
+def _shut_down_at_exit(berth: Berth) -> None:
+    """pykka's threads are not daemons, so a host that returns from its main thread
+    without ``shutdown()`` would never exit. The interpreter joins non-daemon threads
+    only after running threading's exit hooks (the one ``concurrent.futures`` uses for
+    its workers), so Berth shuts its trees down there; ``atexit`` runs too late."""
+    global _hook_registered
+    with _running_lock:
+        _running.add(berth)
+        if _hook_registered:
+            return
+        _hook_registered = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(_shut_down_all)
+
+
+def _shut_down_all() -> None:
+    with _running_lock:
+        left = list(_running)
+    for berth in left:
+        berth.shutdown()
+
+
 class Berth:
     def __init__(
         self,
@@ -119,6 +152,8 @@ class Berth:
         self.bus = bus
         #: Timers still armed when the tree stopped (0 unless something leaked).
         self.leftover_timers = 0
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
 
     @classmethod
     def start(
@@ -175,6 +210,7 @@ class Berth:
         berth = cls(supervisor, timers, bus, directory, pool_directory, durability)
         if isinstance(clock, ManualClock):
             timers.settle_hook = berth.settle
+        _shut_down_at_exit(berth)
         return berth
 
     # ------------------------------------------------------------ sessions
@@ -379,6 +415,14 @@ class Berth:
         settle(self.timers.due, timeout)
 
     def shutdown(self, timeout: float = 120.0) -> None:
+        with self._shutdown_lock:
+            if not self._shut_down:
+                self._shutdown(timeout)
+                self._shut_down = True
+                with _running_lock:
+                    _running.discard(self)
+
+    def _shutdown(self, timeout: float) -> None:
         if self._supervisor.is_alive():
             try:
                 self._ask(self._supervisor, m.ShutdownTree())

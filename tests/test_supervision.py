@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -15,6 +18,8 @@ from tests.inline_executor import inline_executor
 from tests.stub_runtime import StubRuntime
 from tests.waiting import wait_until
 from transport import protocol as p
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def crash(ref: Any) -> None:
@@ -171,3 +176,30 @@ def test_a_service_whose_start_fails_is_reported_and_restarted(tree):
     sid = berth.create_session(name="in time")
     berth.settle()
     assert runtime.by_session(sid) is not None
+
+
+HOST_THAT_FORGETS_SHUTDOWN = """
+import sys
+from pathlib import Path
+from actors.api import Berth
+from actors.config import BerthConfig
+from tests.stub_runtime import StubRuntime
+
+root = Path(sys.argv[1])
+config = BerthConfig(instance_id="forgetful", state_dir=root / "state", claude_dir_root=root)
+berth = Berth.start(config, runtime=StubRuntime(), environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-x"})
+berth.create_session(name="left running")
+print("started", flush=True)
+"""
+
+
+def test_a_host_that_returns_from_main_without_shutdown_still_exits(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", HOST_THAT_FORGETS_SHUTDOWN, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "started", done.stderr
+    assert done.returncode == 0, done.stderr
