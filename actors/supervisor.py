@@ -114,6 +114,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._down: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         self._live_count = 0
+        #: Sessions that reported their end and are still listed: live = all − these,
+        #: kept as a set so a create costs the same at 10 sessions and at 10,000.
+        self._ended: set[str] = set()
         #: Sessions whose registry entry must be rewritten before the next answer.
         self._dirty: set[str] = set()
         self.handled = 0
@@ -152,6 +155,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 found.session_id, state.spec, found.agent_token, cell, self._deps, restored=found.restored
             )
             self._sessions[found.session_id] = _Entry(agent_token=found.agent_token, cell=cell, ref=ref)
+            if state.info.status.is_final:
+                self._ended.add(found.session_id)
 
     def on_stop(self) -> None:
         self._timers.cancel_all()
@@ -265,11 +270,11 @@ class SupervisorActor(pykka.ThreadingActor):
                 return self._tell_session(sid, m.Terminate(reason))
             case m.DeleteSession(session_id=sid):
                 return self._delete(sid)
-            case m.SessionChanged():
-                pass  # the count of live sessions is redone after every message
+            case m.SessionChanged(info=info):
+                if info.status.is_final and info.id in self._sessions:
+                    self._ended.add(info.id)
             case m.SessionEvicted(session_id=sid):
-                self._sessions.pop(sid, None)
-                self._dirty.add(sid)
+                self._forget(sid)
             case m.SessionCrashed():
                 self._crashed(message)
             case m.ChildFailed(kind=kind, reason=reason):
@@ -277,8 +282,7 @@ class SupervisorActor(pykka.ThreadingActor):
             case TimerFired():
                 fired = self._timers.accept(message)
                 if isinstance(fired, _EvictTombstone):
-                    self._sessions.pop(fired.session_id, None)
-                    self._dirty.add(fired.session_id)
+                    self._forget(fired.session_id)
                 elif isinstance(fired, _RestartChild):
                     self._restart(fired.kind)
             case m.GetChildren():
@@ -312,7 +316,18 @@ class SupervisorActor(pykka.ThreadingActor):
         )
 
     def _live(self) -> int:
-        return sum(1 for e in self._sessions.values() if not e.cell.info.status.is_final)
+        return len(self._sessions) - len(self._ended)
+
+    def _recount_live(self) -> int:
+        """At the limit only: a session whose end is shown but not yet reported
+        (its SessionChanged still queued) must not refuse the next create."""
+        self._ended.update(sid for sid, e in self._sessions.items() if e.cell.info.status.is_final)
+        return self._live()
+
+    def _forget(self, sid: str) -> _Entry | None:
+        self._ended.discard(sid)
+        self._dirty.add(sid)
+        return self._sessions.pop(sid, None)
 
     def _count_live(self) -> None:
         if self._slots["pool"].ref is None:
@@ -337,6 +352,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 )
         limit = self._config.max_sessions
         live = self._live()
+        if limit and live >= limit:
+            live = self._recount_live()
         if limit and live >= limit:
             return Rejected(
                 f"Session limit reached ({live} of max {limit} live sessions): terminate or delete "
@@ -383,8 +400,7 @@ class SupervisorActor(pykka.ThreadingActor):
         return None
 
     def _delete(self, sid: str) -> Rejected | None:
-        entry = self._sessions.pop(sid, None)
-        self._dirty.add(sid)
+        entry = self._forget(sid)
         if entry is None:
             return Rejected(f"no session with id {sid!r}", 404)
         self._timers.cancel(f"evict:{sid}")
@@ -398,6 +414,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         entry.ref = None
         entry.final_view = crash.final_view
+        self._ended.add(crash.session_id)
         self._dirty.add(crash.session_id)
         self._sync_directory()  # before the cell, so a reader never sees "error" without the view
         entry.cell.info = crash.final_view.info

@@ -288,6 +288,24 @@ def test_the_session_limit_refuses_a_new_session_with_a_clear_error(tree):
     assert "Session limit reached" in str(err.value)
 
 
+def test_an_ended_or_deleted_session_frees_its_place_under_the_session_limit(tree):
+    berth = tree(max_sessions=2)
+    ended = berth.create_session()
+    deleted = berth.create_session()
+    berth.terminate_session(ended)
+    wait_until(lambda: status(berth, ended) == "terminated", what="the end")
+    third = berth.create_session()
+    with pytest.raises(BerthError) as full:
+        berth.create_session()
+    assert full.value.code == 429
+    berth.delete_session(deleted)
+    berth.delete_session(ended)  # an ended session's place was already free: nothing more opens
+    berth.create_session()
+    with pytest.raises(BerthError):
+        berth.create_session()
+    assert third in [info.id for info in berth.list_sessions()]
+
+
 def test_a_crashing_session_ends_in_error_with_the_reason_and_the_others_keep_working(tree):
     runtime = StubRuntime()
     berth = tree(runtime=runtime)
