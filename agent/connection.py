@@ -40,7 +40,6 @@ from transport.protocol import (
     LinkAck,
     LinkResume,
     ServerToAgent,
-    Stream,
     decode_server_frame,
 )
 
@@ -126,9 +125,11 @@ class AgentConnection:
         """Queue ``frame``; never blocks on a full outbox. Raises OutboxFull or
         ConnectionStopped.
 
-        A non-stream frame with nothing queued ahead of it is written by the
-        caller itself: on the turn's critical path that saves waking the
-        writer thread. Stream frames always queue, to be coalesced.
+        A frame that need not wait for a batch (any non-stream frame, and a
+        turn's first token: see ``Outbox.arrived``) with nothing queued ahead
+        of it is written by the caller itself: on the turn's critical path
+        that saves waking the writer thread. Other stream frames queue, to be
+        coalesced.
         """
         with self._cond:
             if self._closing or self.stop_info is not None:
@@ -136,8 +137,10 @@ class AgentConnection:
             ws = self._ws
             if len(self._sent) >= self._config.max_buffered_frames:
                 raise OutboxFull(f"{len(self._sent)} frames sent are still not acknowledged by the server")
+            now = time.monotonic()
+            at_once = self._outbox.arrived(frame, now)
             if (
-                isinstance(frame, Stream)
+                not at_once
                 or ws is None
                 or not self._resumed
                 or self._resend
@@ -145,7 +148,7 @@ class AgentConnection:
                 or self._inflight
                 or self._draining
             ):
-                if self._outbox.put(frame, time.monotonic()):
+                if self._outbox.put(frame, now, urgent=at_once):
                     self._cond.notify_all()
                 return
             self._inflight = True

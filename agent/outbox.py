@@ -8,6 +8,11 @@ this is where streaming throughput comes from. A merged frame is held back
 at most ``window`` seconds after its first token; anything queued behind it
 releases it at once, which keeps every frame in its original order.
 
+The first stream frame after a quiet period (no stream frame for ``window``
+seconds: a turn's first token, or a token after the model paused) is not
+held back: nothing is coming to merge it with, and it is the token a user
+waits for. Only a burst, tokens closer together than the window, is batched.
+
 Not thread-safe by itself: the connection guards it with its lock.
 """
 
@@ -33,6 +38,8 @@ class StreamBatch:
     started: float
     tokens: list[str] = field(default_factory=list)
     chars: int = 0
+    #: Sendable at once: it began after a quiet period.
+    urgent: bool = False
 
     def add(self, tokens: list[str]) -> None:
         self.tokens.extend(tokens)
@@ -59,12 +66,22 @@ class Outbox:
         self._max_entries = max_entries
         self._window = window
         self._max_batch_chars = max_batch_chars
+        self._last_stream: float | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, frame: AgentToServer, now: float) -> bool:
-        """Queue ``frame``; True if it became a new entry (False: merged)."""
+    def arrived(self, frame: AgentToServer, now: float) -> bool:
+        """Note that ``frame`` arrived; True if it must not wait for a batch
+        (any non-stream frame, and a stream frame after a quiet period)."""
+        if not isinstance(frame, Stream):
+            return True
+        last, self._last_stream = self._last_stream, now
+        return last is None or now - last >= self._window
+
+    def put(self, frame: AgentToServer, now: float, urgent: bool = False) -> bool:
+        """Queue ``frame`` (noted with ``arrived`` first; ``urgent``: what it
+        answered); True if it became a new entry (False: merged)."""
         if isinstance(frame, Stream):
             tail = self._entries[-1] if self._entries else None
             if (
@@ -74,7 +91,7 @@ class Outbox:
             ):
                 tail.add(frame.tokens)
                 return False
-            batch = StreamBatch(message_id=frame.message_id, started=now)
+            batch = StreamBatch(message_id=frame.message_id, started=now, urgent=urgent)
             batch.add(frame.tokens)
             entry: Entry = batch
         else:
@@ -97,7 +114,7 @@ class Outbox:
         if not self._entries:
             return None, None
         head = self._entries[0]
-        if isinstance(head, StreamBatch) and len(self._entries) == 1 and not flush:
+        if isinstance(head, StreamBatch) and len(self._entries) == 1 and not (flush or head.urgent):
             due = head.started + self._window
             if now < due:
                 return None, due - now

@@ -178,23 +178,27 @@ def test_a_malformed_server_frame_is_reported_back_and_the_connection_stays_up(s
     assert len(server.connections) == 1
 
 
-def test_consecutive_stream_frames_reach_the_server_merged_and_in_order(server, clients):
-    client = clients(server, config=ConnectionConfig(coalesce_window=0.5))
+def test_a_turns_first_token_is_sent_at_once_and_the_tokens_after_it_merged_in_order(server, clients):
+    client = clients(server, config=ConnectionConfig(coalesce_window=5.0))
     conn = server.wait_connection(0)
-    for i in range(100):
+    client.conn.send(Stream(message_id="m1", tokens=["t0"]))
+    assert conn.wait_for("stream", timeout=2)["tokens"] == ["t0"]  # long before the 5 s window
+    for i in range(1, 100):
         client.conn.send(Stream(message_id="m1", tokens=[f"t{i}"]))
     client.conn.send(Result(result="done"))
     conn.wait_for("result")
     kinds = [f["type"] for f in conn.received]
-    assert kinds == ["stream", "result"]
-    assert conn.received[0]["tokens"] == [f"t{i}" for i in range(100)]
+    assert kinds == ["stream", "stream", "result"]
+    assert conn.received[1]["tokens"] == [f"t{i}" for i in range(1, 100)]
 
 
-def test_a_lone_stream_frame_is_sent_once_the_window_has_passed(server, clients):
-    client = clients(server, config=ConnectionConfig(coalesce_window=0.02))
+def test_a_lone_stream_frame_behind_a_burst_is_sent_once_the_window_has_passed(server, clients):
+    client = clients(server, config=ConnectionConfig(coalesce_window=0.5))
     conn = server.wait_connection(0)
+    client.conn.send(Stream(message_id="m1", tokens=["first"]))
     client.conn.send(Stream(message_id="m1", tokens=["only"]))
-    assert conn.wait_for("stream", timeout=2)["tokens"] == ["only"]
+    wait_until(lambda: sum(len(f.get("tokens", [])) for f in conn.received) == 2, timeout=3)
+    assert [t for f in conn.received for t in f["tokens"]] == ["first", "only"]
 
 
 def test_close_sends_what_is_queued_and_then_closes_with_1000(server, clients):

@@ -54,13 +54,62 @@ def test_a_non_stream_frame_releases_the_pending_tokens_first_and_keeps_order():
     assert entry is None and wait == pytest.approx(10.0)
 
 
+def arrive(box: Outbox, frame: AgentToServer, now: float) -> None:
+    """What the connection does with every frame: note it, then queue it."""
+    box.put(frame, now, urgent=box.arrived(frame, now))
+
+
 def test_a_lone_stream_batch_is_held_back_for_at_most_the_window():
     box = outbox(window=0.005)
-    box.put(Stream(message_id="m", tokens=["a"]), now=1.0)
+    arrive(box, Stream(message_id="m", tokens=["first"]), now=0.999)
+    box.take(now=0.999)
+    arrive(box, Stream(message_id="m", tokens=["a"]), now=1.0)
     entry, wait = box.take(now=1.002)
     assert entry is None and wait == pytest.approx(0.003)
     entry, wait = box.take(now=1.005)
     assert isinstance(entry, StreamBatch) and wait is None
+
+
+def test_the_first_token_of_a_turn_is_sendable_at_once():
+    box = outbox(window=10.0)
+    arrive(box, Stream(message_id="m", tokens=["hello"]), now=0.0)
+    entry, wait = box.take(now=0.0)
+    assert isinstance(entry, StreamBatch) and entry.tokens == ["hello"] and wait is None
+
+
+def test_tokens_that_follow_the_first_closely_are_batched_for_the_window():
+    box = outbox(window=0.005)
+    arrive(box, Stream(message_id="m", tokens=["a"]), now=1.0)
+    first, _ = box.take(now=1.0)
+    arrive(box, Stream(message_id="m", tokens=["b"]), now=1.001)
+    arrive(box, Stream(message_id="m", tokens=["c"]), now=1.002)
+    held, wait = box.take(now=1.002)
+    assert isinstance(first, StreamBatch) and first.tokens == ["a"]
+    assert held is None and wait == pytest.approx(0.004)
+    assert drain(box, 1.006) == [Stream(message_id="m", tokens=["b", "c"])]
+
+
+def test_a_token_after_a_pause_longer_than_the_window_is_sendable_at_once():
+    box = outbox(window=0.005)
+    arrive(box, Stream(message_id="m", tokens=["a"]), now=1.0)
+    box.take(now=1.0)
+    arrive(box, Stream(message_id="m", tokens=["b"]), now=1.5)
+    entry, wait = box.take(now=1.5)
+    assert isinstance(entry, StreamBatch) and entry.tokens == ["b"] and wait is None
+
+
+def test_tokens_that_join_a_first_token_still_queued_go_out_with_it_at_once():
+    box = outbox(window=10.0)
+    arrive(box, Stream(message_id="m", tokens=["a"]), now=0.0)
+    arrive(box, Stream(message_id="m", tokens=["b"]), now=0.001)
+    entry, wait = box.take(now=0.001)
+    assert isinstance(entry, StreamBatch) and entry.tokens == ["a", "b"] and wait is None
+
+
+def test_every_non_stream_frame_is_sendable_at_once():
+    box = outbox(window=10.0)
+    arrive(box, Stream(message_id="m", tokens=["a"]), now=0.0)
+    assert box.arrived(Result(result="done"), now=0.001)
 
 
 def test_non_stream_frames_are_never_held_back():
