@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-API_TOKEN = "bench-claude-api-token-0123456789"
+API_TOKEN = "bench-claude-api-token-0123456789abcdefghijklmnopqrstuvwxyz"
 TOKEN = "sk-ant-oat01-bench-claude-token-AAAAAAAA"
 IMAGE = os.environ.get("BERTH_BENCH_SDK_IMAGE", "berth-session-sdk:latest")
 QUIET = {
