@@ -38,6 +38,12 @@ class ManagedBy:
     output: str = ""
 
 
+def rebased(link: ManagedBy, shift: float) -> ManagedBy:
+    """The link on another monotonic clock (after a restart), like ``manager_state.rebased``."""
+    last = link.last_active_report
+    return link if last is None else replace(link, last_active_report=last + shift)
+
+
 def started(link: ManagedBy, child_id: str, name: str) -> list[TellSession]:
     return [TellSession(link.manager_id, ChildStarted(child_id, name))]
 

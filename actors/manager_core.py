@@ -424,23 +424,6 @@ class _Step:
             self.fx.append(Persist())
 
 
-def restore(state: ManagerState, now: float, config: ManagerRules) -> Result:
-    """After a restart: re-arm what the saved state implies (a resume-at that
-    passed resumes now; stale watches count from each child's last traffic)."""
-    if state.ended:
-        return state, []
-    step = _Step(dataclasses.replace(state, batch_armed=False, continue_armed=False), now, config)
-    if state.paused and state.resume_at is not None:
-        if state.resume_at <= now:
-            step._resume()
-        else:
-            step.fx.append(StartTimer(RESUME, state.resume_at - now, ResumeDue()))
-    if not step.s.paused:
-        step._rewatch_all()
-        step._after_idle()
-    return step.s, step.fx
-
-
 def _all_timers_cancelled(children: Iterable[Child]) -> list[Effect]:
     effects: list[Effect] = [CancelTimer(BATCH), CancelTimer(CONTINUE), CancelTimer(RESUME)]
     effects.extend(CancelTimer(STALE + c.id) for c in children)
