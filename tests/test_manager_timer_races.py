@@ -95,7 +95,11 @@ def fire_behind(berth: Berth, clock: ManualClock, sid: str, queue: Callable[[Any
     ref = berth.lookup(sid).ref
     assert ref is not None
     release = threading.Event()
-    ref.tell(Subscribe(lambda event: release.wait(timeout=10)))  # holds the manager's thread
+
+    def blocking_sink(event: Any) -> None:
+        release.wait(timeout=10)
+
+    ref.tell(Subscribe(blocking_sink))  # the snapshot's delivery holds the manager's thread
     queue(ref)
     clock.advance(200, settle=False)  # the timer fires: its message queues behind the command
     wait_until(lambda: berth.timers.due() == 0, what="the firing to be queued")
