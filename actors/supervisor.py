@@ -292,6 +292,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 return self._tell_session(sid, m.Terminate(reason))
             case m.DeleteSession(session_id=sid):
                 return self._delete(sid)
+            case m.ForwardToSession(session_id=sid, message=forwarded):
+                _tell_quietly(self._sessions[sid].ref if sid in self._sessions else None, forwarded)
             case m.SessionChanged(info=info):
                 if info.status.is_final and info.id in self._sessions:
                     self._ended.add(info.id)

@@ -1,23 +1,33 @@
-"""A manager session across a kill -9 of a real ``berth serve``, with real containers.
+"""Manager sessions across restarts.
 
-Its pause and resume-at, its queued events and its children come back from
-the store; its scoped API token is issued anew and written over its secret
-file, so its tools work again and the old token is dead.
+A kill -9 of a real ``berth serve`` with real containers: the manager's pause
+and resume-at, its queued events and its children come back from the store;
+its scoped API token is issued anew and written over its secret file, so its
+tools work again and the old token is dead. In-process restarts on a stub
+engine: what recovered sessions report to each other while the tree is still
+being put together, and a delete that comes before the container is adopted.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actors.clock import ManualClock
 from actors.manager_onboarding import EXPLORE_Q, FOCUS_Q
+from actors.runtime import ContainerRecord
+from tests.agent_double import say
 from tests.deployment import Deployment
 from tests.rest_client import rest_call
+from tests.stub_runtime import StubRuntime
+from tests.test_manager_sessions import info, ready_child, ready_manager
 from tests.waiting import wait_until
+from transport import protocol as p
 
 
 @pytest.fixture
@@ -105,3 +115,64 @@ def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_a
     assert d.call("DELETE", f"/api/sessions/{boss}")[0] == 204
     wait_until(lambda: d.call("GET", f"/api/sessions/{kid}")[0] == 404, timeout=30, what="the child to go")
     d.assert_nothing_left()
+
+
+# ---------------------------------------------------------------- in-process restarts (stub engine)
+
+
+def test_a_child_whose_container_went_while_berth_was_down_leaves_its_managers_list(tree):
+    runtime = StubRuntime()
+    durable = {"stop_sessions_on_exit": False, "reconnect_grace": 30}
+    berth = tree(runtime=runtime, clock=ManualClock(), **durable)
+    boss, _ = ready_manager(berth, runtime)
+    kid, kid_link = ready_child(berth, runtime, boss, "alpha")
+    berth.send_message(kid, "work")
+    say(berth, kid, kid_link, p.StatusUpdate(status="running"))  # at work: it holds the nudge back
+    wait_until(lambda: [c.status for c in info(berth, boss).manager.children] == ["running"], what="running")
+    container = runtime.by_session(kid)
+    assert container is not None
+    berth.shutdown()
+    runtime.remove(container.id, 0)
+
+    again = tree(runtime=runtime, clock=ManualClock(start=5.0, wall_start=1_800_000_100.0), **durable)
+    wait_until(lambda: again.get_session(kid).info.status == "error", what="the child to fail")
+    wait_until(lambda: info(again, boss).manager.children == [], what="the child to leave the list")
+    assert info(again, boss).manager.pending_events == 2  # the ready event and the failure
+    again.delete_session(boss)
+    again.delete_session(kid)
+    wait_until(lambda: not runtime.list({}), what="every container to be removed")
+    secrets = tree.started[-1][2].secrets_root
+    wait_until(lambda: not any(secrets.iterdir()), what="every secrets directory to be removed")
+
+
+class HeldAdoption(StubRuntime):
+    """The listing the container service adopts from waits for ``hold`` (recovery's does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: threading.Event | None = None
+        self.listings = 0
+
+    def list(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
+        self.listings += 1
+        if self.hold is not None and self.listings == 2:
+            self.hold.wait(timeout=10)
+        return super().list(labels)
+
+
+def test_a_session_deleted_right_after_a_restart_before_its_container_is_adopted_leaves_no_container(tree):
+    runtime = HeldAdoption()
+    durable = {"stop_sessions_on_exit": False, "reconnect_grace": 30}
+    berth = tree(runtime=runtime, clock=ManualClock(), **durable)
+    sid = berth.create_session(name="short-lived")
+    wait_until(lambda: runtime.by_session(sid), what="its container")
+    berth.shutdown()
+    runtime.hold, runtime.listings = threading.Event(), 0
+
+    again = tree(runtime=runtime, clock=ManualClock(), **durable)
+    again.delete_session(sid)
+    again.settle()  # the container service has handled the removal; its adoption still waits
+    runtime.hold.set()
+    wait_until(lambda: runtime.by_session(sid) is None, what="the container to be removed")
+    secrets = tree.started[-1][2].secrets_root
+    wait_until(lambda: not any(secrets.iterdir()), what="its secrets directory to be removed")
