@@ -66,6 +66,8 @@ def status_changed(
     match new:
         case S.IDLE if old is S.STARTING:
             report: object = ChildReady(child_id)
+        case S.IDLE if old is S.RECONNECTING:
+            report = ChildStatus(child_id, new.value)  # back, and waiting: it no longer holds the nudge
         case S.IDLE:
             return []  # a turn's end: ``turn_ended`` reports it, with the output
         case S.ERROR:

@@ -350,10 +350,14 @@ class _Step:
 
     def _ready(self) -> None:
         self._set(idle=True)
-        if self.s.onboarding == "new":
+        if self.s.onboarding != "done":  # a restarted agent ended the question with its turn: ask again
+            again = self.s.onboarding == "asked"
             self._set(onboarding="asked")
             self.fx.append(AskUser(onboarding_question(self.s.onboarding_question_id, self.now)))
-            self._system("Manager session ready: answer its questions to configure it before it starts.")
+            if again:
+                self._system("The session agent restarted: the manager asks its questions again.")
+            else:
+                self._system("Manager session ready: answer its questions to configure it before it starts.")
             self.fx.append(Persist())
         else:
             self._after_idle()

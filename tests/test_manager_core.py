@@ -382,6 +382,15 @@ def test_the_first_ready_asks_the_preferences_and_the_answers_shape_the_first_pr
     assert h.feed(ManagerReady()) == [] or not any(isinstance(e, AskUser) for e in h.effects[-3:])
 
 
+def test_an_agent_that_restarts_before_the_onboarding_answer_gets_the_question_asked_again():
+    h = Harness()
+    (first,) = [e for e in h.feed(ManagerReady()) if isinstance(e, AskUser)]
+    (again,) = [e for e in h.feed(ManagerReady()) if isinstance(e, AskUser)]  # its turn ended the question
+    assert again.question.id == first.question.id
+    h.feed(OnboardingAnswered({EXPLORE_Q: "Explore"}))
+    assert len(h.sent) == 1 and h.state.onboarding == "done"
+
+
 def test_a_later_ready_does_not_ask_again():
     h = idle_manager()
     effects = h.feed(ManagerReady())

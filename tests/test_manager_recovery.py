@@ -21,11 +21,11 @@ import pytest
 from actors.clock import ManualClock
 from actors.manager_onboarding import EXPLORE_Q, FOCUS_Q
 from actors.runtime import ContainerRecord
-from tests.agent_double import say
+from tests.agent_double import attach, say
 from tests.deployment import Deployment
 from tests.rest_client import rest_call
 from tests.stub_runtime import StubRuntime
-from tests.test_manager_sessions import info, ready_child, ready_manager
+from tests.test_manager_sessions import info, prompts, ready_child, ready_manager
 from tests.waiting import wait_until
 from transport import protocol as p
 
@@ -140,6 +140,38 @@ def test_a_child_whose_container_went_while_berth_was_down_leaves_its_managers_l
     assert info(again, boss).manager.pending_events == 2  # the ready event and the failure
     again.delete_session(boss)
     again.delete_session(kid)
+    wait_until(lambda: not runtime.list({}), what="every container to be removed")
+    secrets = tree.started[-1][2].secrets_root
+    wait_until(lambda: not any(secrets.iterdir()), what="every secrets directory to be removed")
+
+
+def test_after_a_restart_children_whose_agents_are_back_no_longer_hold_the_managers_nudge(tree):
+    runtime = StubRuntime()
+    durable = {"stop_sessions_on_exit": False, "reconnect_grace": 30}
+    berth = tree(runtime=runtime, clock=ManualClock(), **durable)
+    boss, _ = ready_manager(berth, runtime)
+    kid, _ = ready_child(berth, runtime, boss, "alpha")
+    wait_until(lambda: [c.status for c in info(berth, boss).manager.children] == ["idle"], what="idle")
+    berth.shutdown()
+
+    clock = ManualClock(start=5.0, wall_start=1_800_000_100.0)
+    again = tree(runtime=runtime, clock=clock, **durable)
+    wait_until(
+        lambda: [c.status for c in info(again, boss).manager.children] == ["reconnecting"],
+        what="the child to be reconnecting in its manager's list",
+    )
+    boss_link = attach(again, boss)
+    attach(again, kid)  # the child's agent is back: idle, waiting for its manager
+    wait_until(lambda: again.get_session(kid).info.status == "idle", what="the child's agent")
+    wait_until(lambda: [c.status for c in info(again, boss).manager.children] == ["idle"], what="idle again")
+    wait_until(lambda: prompts(boss_link), what="the event kept from before the restart")
+    assert "[CHILD SESSION READY]" in prompts(boss_link)[0]
+    say(again, boss, boss_link, p.StatusUpdate(status="running"), p.Result(result="ok"))
+    again.settle()
+    clock.advance(3)
+    wait_until(lambda: len(prompts(boss_link)) == 2, what="the nudge")
+    assert prompts(boss_link)[1].startswith("Continue your manager loop")
+    again.delete_session(boss)
     wait_until(lambda: not runtime.list({}), what="every container to be removed")
     secrets = tree.started[-1][2].secrets_root
     wait_until(lambda: not any(secrets.iterdir()), what="every secrets directory to be removed")

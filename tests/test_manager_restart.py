@@ -223,3 +223,15 @@ def test_a_managed_childs_first_traffic_after_a_restart_is_reported_to_its_manag
     after.send(m.FromAgent("link-2", p.StatusUpdate(status="running")))
     told = [e.message for e in after.effects[start:] if isinstance(e, fx.TellSession)]
     assert ChildActive("kid0000000000001") in told
+
+
+def test_a_manager_whose_agent_restarts_before_the_onboarding_answer_asks_again_and_takes_it(config):
+    d = CoreDriver.create(config, m.SessionSpec(name="boss", manager=True), session_id=SID)
+    d.send(m.ContainerStarted(SID, "c-mgr"))
+    d.send(m.AgentConnected(LINK))
+    d.send(m.FromAgent(LINK, p.Ready()))
+    d.send(m.FromAgent(LINK, p.Ready()))  # a new agent process: the turn (and its question) ended
+    assert d.status == "awaiting_answer"
+    question = d.state.turn.question
+    assert fx.Reply(None) in d.send(m.AnswerQuestion(question.id, {EXPLORE_Q: "Explore"}))
+    assert len(sent_texts(d)) == 1 and d.state.manager is not None and d.state.manager.onboarding == "done"
