@@ -99,8 +99,10 @@ def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_a
     info = manager_info(d, boss)
     assert info["paused"] and info["resumeAt"] == pytest.approx(resume_at, abs=0.01)
     assert info["pendingEvents"] == 1 and [c["id"] for c in info["children"]] == [kid]
-    (listed,) = prompt_and_wait(d, boss, "/list_children {}")  # the manager's tools work again
-    assert not listed.get("isError") and kid in listed["content"], listed
+    script = '/create_child {"name": "kid2"}\n/list_children {}'
+    created, listed = prompt_and_wait(d, boss, script)  # the manager's tools work again
+    assert not created.get("isError") and not listed.get("isError"), (created, listed)
+    assert kid in listed["content"] and "kid2" in listed["content"], listed
     new_token = token_in_container(d, boss)
     assert new_token != old_token
     assert rest_call(d.url, old_token, "GET", f"/api/sessions/{kid}")[0] == 401
@@ -113,7 +115,13 @@ def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_a
         what="the event kept across the restart",
     )
     assert d.call("DELETE", f"/api/sessions/{boss}")[0] == 204
-    wait_until(lambda: d.call("GET", f"/api/sessions/{kid}")[0] == 404, timeout=30, what="the child to go")
+    wait_until(
+        lambda: (
+            [s for s in d.call("GET", "/api/sessions")[1]["sessions"] if s.get("managedBy") == boss] == []
+        ),
+        timeout=30,
+        what="its children to go with it",
+    )
     d.assert_nothing_left()
 
 
