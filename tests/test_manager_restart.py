@@ -235,3 +235,16 @@ def test_a_manager_whose_agent_restarts_before_the_onboarding_answer_asks_again_
     question = d.state.turn.question
     assert fx.Reply(None) in d.send(m.AnswerQuestion(question.id, {EXPLORE_Q: "Explore"}))
     assert len(sent_texts(d)) == 1 and d.state.manager is not None and d.state.manager.onboarding == "done"
+
+
+def test_a_child_at_work_whose_stale_deadline_passed_while_berth_was_down_is_reported_at_once(config):
+    config = replace(config, manager_child_stale=30)
+    d = manager(config)
+    d.send(ChildStarted("kid1", "alpha"))
+    d.send(ChildStatus("kid1", "running"))
+    d.send(m.SendUserMessage("wait for alpha"))
+    after = restart(d, config, down=100)
+    after.advance(0)
+    assert after.state.manager is not None
+    events: list[str] = list(after.state.manager.pending)
+    assert len(events) == 1 and "[CHILD SESSION STALE]" in events[0] and "100" in events[0]
