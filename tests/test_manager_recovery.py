@@ -142,7 +142,8 @@ def test_a_child_whose_container_went_while_berth_was_down_leaves_its_managers_l
     berth.shutdown()
     runtime.remove(container.id, 0)
 
-    again = tree(runtime=runtime, clock=ManualClock(start=5.0, wall_start=1_800_000_100.0), **durable)
+    # Half a second later: the ready event's batch delay has not passed, so both events wait.
+    again = tree(runtime=runtime, clock=ManualClock(start=5.0, wall_start=1_800_000_000.5), **durable)
     wait_until(lambda: again.get_session(kid).info.status == "error", what="the child to fail")
     wait_until(lambda: info(again, boss).manager.children == [], what="the child to leave the list")
     assert info(again, boss).manager.pending_events == 2  # the ready event and the failure
