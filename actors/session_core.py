@@ -84,8 +84,9 @@ def resume(
     """A session loaded from the store after a restart (issue 9: ``actors.recovery``).
 
     Its timers, a manager's among them, are re-armed at ``deadlines`` (this
-    clock's time; a deadline already passed fires at once). A live session whose agent was connected
-    waits for it to reconnect, within the grace period.
+    clock's time; a deadline already passed fires at once). A live session
+    whose agent was connected waits for it to reconnect, within the grace
+    period.
     """
     s = _Step(replace(state, timers=MappingProxyType({}), token=None, pushed=None), now)
     for name, deadline in deadlines.items():
