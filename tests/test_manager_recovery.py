@@ -67,11 +67,8 @@ def prompt_and_wait(d: Deployment, sid: str, content: str) -> list[dict[str, Any
     return [m for m in history(d, sid)[before:] if m["kind"] == "tool_result"]
 
 
-def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_and_a_working_token(
-    deployment: Deployment,
-) -> None:
-    d = deployment
-    d.start()
+def paused_with_a_child(d: Deployment, resume_at: float) -> tuple[str, str]:
+    """A configured manager, paused until ``resume_at``, whose child's ready event waits for it."""
     status, body = d.call("POST", "/api/sessions", {"name": "boss", "manager": True})
     assert status == 201, body
     boss = str(body["session"]["id"])
@@ -82,14 +79,28 @@ def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_a
         == 202
     )
     wait_until(lambda: any(m["kind"] == "assistant" for m in history(d, boss)), timeout=60, what="first turn")
-    resume_at = time.time() + 3600
     assert d.call("POST", f"/api/sessions/{boss}/manager/pause", {"resumeAt": resume_at})[0] == 202
     (created,) = prompt_and_wait(d, boss, '/create_child {"name": "kid"}')
     assert not created.get("isError"), created
     wait_until(
         lambda: manager_info(d, boss)["pendingEvents"] == 1, timeout=60, what="the child's ready event"
     )
-    kid = manager_info(d, boss)["children"][0]["id"]
+    return boss, manager_info(d, boss)["children"][0]["id"]
+
+
+def events_delivered(d: Deployment, boss: str) -> list[str]:
+    return [
+        m["content"] for m in history(d, boss) if m["kind"] == "user" and "[CHILD SESSION" in m["content"]
+    ]
+
+
+def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_and_a_working_token(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    d.start()
+    resume_at = time.time() + 3600
+    boss, kid = paused_with_a_child(d, resume_at)
     old_token = token_in_container(d, boss)
     d.make_durable(boss)
     d.kill9()
@@ -109,11 +120,10 @@ def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_a
     assert rest_call(d.url, new_token, "GET", f"/api/sessions/{kid}")[0] == 200
 
     assert d.call("POST", f"/api/sessions/{boss}/manager/resume")[0] == 202
-    wait_until(
-        lambda: any("[CHILD SESSION READY]" in m["content"] for m in history(d, boss) if m["kind"] == "user"),
-        timeout=30,
-        what="the event kept across the restart",
+    (delivered,) = wait_until(
+        lambda: events_delivered(d, boss), timeout=30, what="the event kept across the restart"
     )
+    assert "[CHILD SESSION READY]" in delivered
     assert d.call("DELETE", f"/api/sessions/{boss}")[0] == 204
     wait_until(
         lambda: (
@@ -122,6 +132,26 @@ def test_a_killed_server_brings_a_paused_manager_back_with_its_events_children_a
         timeout=30,
         what="its children to go with it",
     )
+    d.assert_nothing_left()
+
+
+def test_a_resume_at_set_before_a_kill_9_resumes_the_manager_on_time_after_the_restart(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    d.start()
+    resume_at = time.time() + 8
+    boss, _ = paused_with_a_child(d, resume_at)
+    d.make_durable(boss)
+    d.kill9()
+    d.start()
+    (delivered,) = wait_until(
+        lambda: events_delivered(d, boss), timeout=60, what="the resume and the kept event"
+    )
+    assert time.time() >= resume_at - 0.1, "resumed before its resume-at"
+    assert "[CHILD SESSION READY]" in delivered
+    assert not manager_info(d, boss)["paused"]
+    assert d.call("DELETE", f"/api/sessions/{boss}")[0] == 204
     d.assert_nothing_left()
 
 
