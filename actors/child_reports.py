@@ -38,6 +38,12 @@ class ManagedBy:
     output: str = ""
 
 
+def rebased(link: ManagedBy, shift: float) -> ManagedBy:
+    """The link on another monotonic clock (after a restart), like ``manager_state.rebased``."""
+    last = link.last_active_report
+    return link if last is None else replace(link, last_active_report=last + shift)
+
+
 def started(link: ManagedBy, child_id: str, name: str) -> list[TellSession]:
     return [TellSession(link.manager_id, ChildStarted(child_id, name))]
 
@@ -60,6 +66,8 @@ def status_changed(
     match new:
         case S.IDLE if old is S.STARTING:
             report: object = ChildReady(child_id)
+        case S.IDLE if old is S.RECONNECTING:
+            report = ChildStatus(child_id, new.value)  # back, and waiting: it no longer holds the nudge
         case S.IDLE:
             return []  # a turn's end: ``turn_ended`` reports it, with the output
         case S.ERROR:

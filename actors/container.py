@@ -409,7 +409,9 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                     self._containers[sid] = record.id
                     self._secret_dirs[sid] = self._secrets_dir(sid)
             self._reconcile_soon()
-        live = msg.keep | self._starting | set(self._containers)
+        # A recovered session deleted before its container was adopted keeps nothing.
+        keep = msg.keep & set(self._owners) if msg.adopt else msg.keep
+        live = keep | self._starting | set(self._containers)
         live_ids = set(self._containers.values())
         for record in msg.records:
             sid = record.labels.get(LABEL_SESSION, "")

@@ -350,10 +350,14 @@ class _Step:
 
     def _ready(self) -> None:
         self._set(idle=True)
-        if self.s.onboarding == "new":
+        if self.s.onboarding != "done":  # a restarted agent ended the question with its turn: ask again
+            again = self.s.onboarding == "asked"
             self._set(onboarding="asked")
             self.fx.append(AskUser(onboarding_question(self.s.onboarding_question_id, self.now)))
-            self._system("Manager session ready: answer its questions to configure it before it starts.")
+            if again:
+                self._system("The session agent restarted: the manager asks its questions again.")
+            else:
+                self._system("Manager session ready: answer its questions to configure it before it starts.")
             self.fx.append(Persist())
         else:
             self._after_idle()
@@ -422,23 +426,6 @@ class _Step:
         self._set(ended=True, batch_armed=False, continue_armed=False, watching=False, idle=False)
         if not deleted:
             self.fx.append(Persist())
-
-
-def restore(state: ManagerState, now: float, config: ManagerRules) -> Result:
-    """After a restart: re-arm what the saved state implies (a resume-at that
-    passed resumes now; stale watches count from each child's last traffic)."""
-    if state.ended:
-        return state, []
-    step = _Step(dataclasses.replace(state, batch_armed=False, continue_armed=False), now, config)
-    if state.paused and state.resume_at is not None:
-        if state.resume_at <= now:
-            step._resume()
-        else:
-            step.fx.append(StartTimer(RESUME, state.resume_at - now, ResumeDue()))
-    if not step.s.paused:
-        step._rewatch_all()
-        step._after_idle()
-    return step.s, step.fx
 
 
 def _all_timers_cancelled(children: Iterable[Child]) -> list[Effect]:

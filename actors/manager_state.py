@@ -7,7 +7,7 @@ session's state (``SessionState.manager``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from actors.manager_onboarding import Preferences
@@ -67,6 +67,20 @@ class ManagerState:
 
     def child(self, child_id: str) -> Child | None:
         return next((c for c in self.children if c.id == child_id), None)
+
+
+def rebased(state: ManagerState, shift: float) -> ManagerState:
+    """The state on another monotonic clock (a restarted process's): its times moved by ``shift``.
+
+    The children's last traffic, the start of a nudged turn and the resume-at
+    are monotonic times; without this a restart would make every child look
+    silent for as long as the two clocks differ."""
+    return replace(
+        state,
+        children=tuple(replace(c, last_activity=c.last_activity + shift) for c in state.children),
+        nudged_at=None if state.nudged_at is None else state.nudged_at + shift,
+        resume_at=None if state.resume_at is None else state.resume_at + shift,
+    )
 
 
 def manager_info(state: ManagerState) -> ManagerInfo:

@@ -110,6 +110,15 @@ class DeleteSession:
 
 
 @dataclass(frozen=True)
+class ForwardToSession:
+    """A message for a session the published directory does not list (yet): the
+    supervisor's registry has every recovered session before the directory does."""
+
+    session_id: str
+    message: Any
+
+
+@dataclass(frozen=True)
 class GetChildren:
     """Ask: the refs of the TokenActor, ContainerActor and PoolActor (or None)."""
 

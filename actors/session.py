@@ -274,7 +274,9 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                     outcome = result
                 case fx.TellSession(session_id=sid, message=msg):  # manager <-> children (issue 11)
                     entry = self._deps.directory.get(sid) if self._deps.directory is not None else None
-                    if entry is not None and entry.ref is not None:
+                    if entry is None:  # just recovered: the directory is published after every start
+                        self._tell(self._deps.supervisor, m.ForwardToSession(sid, msg))
+                    elif entry.ref is not None:
                         self._tell(entry.ref, msg)
                 case fx.EndSession(session_id=sid, delete=delete, reason=reason):
                     ending = m.DeleteSession(sid) if delete else m.TerminateSession(sid, reason)

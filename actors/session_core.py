@@ -83,14 +83,16 @@ def resume(
 ) -> tuple[SessionState, tuple[fx.Effect, ...]]:
     """A session loaded from the store after a restart (issue 9: ``actors.recovery``).
 
-    Its timers are re-armed at ``deadlines`` (this clock's time; a deadline
-    already passed fires at once). A live session whose agent was connected
-    waits for it to reconnect, within the grace period.
+    Its timers, a manager's among them, are re-armed at ``deadlines`` (this
+    clock's time; a deadline already passed fires at once). A live session
+    whose agent was connected waits for it to reconnect, within the grace
+    period.
     """
     s = _Step(replace(state, timers=MappingProxyType({}), token=None, pushed=None), now)
     for name, deadline in deadlines.items():
-        if name in MESSAGE_OF:
-            s.arm(name, max(0.0, deadline - now.mono), MESSAGE_OF[name])
+        message = MESSAGE_OF.get(name) or roles.timer_message(name)  # a manager's timers too (issue 11)
+        if message is not None:
+            s.arm(name, max(0.0, deadline - now.mono), message)
     if not s.s.final and not isinstance(s.s.lifecycle, Starting):
         grace = s.s.rules.reconnect_grace
         s.disarm("reconnect-grace")

@@ -9,6 +9,8 @@ restarted session asks for a fresh token), and frames that carry a secret
 Timer deadlines are on the session's monotonic clock, which means nothing
 after a restart; so each record also carries the (monotonic, wall) pair of
 the moment it was encoded, and decoding turns every deadline into wall time.
+The other monotonic times in a state (a manager's and a managed child's,
+issue 11) are moved onto this process's clock as they are decoded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, get_type_hints
 
 import msgspec
 
+from actors.child_reports import rebased as managed_rebased
+from actors.manager_state import rebased as manager_rebased
 from actors.secret import Secret
 from actors.session_state import (
     AwaitingAnswer,
@@ -110,7 +114,12 @@ class SessionStateCodec:
         fields["timers"] = MappingProxyType(dict(fields.get("timers", {})))
         if isinstance(fields.get("agent_queue"), list):
             fields["agent_queue"] = tuple(fields["agent_queue"])
-        state = SessionState(**fields)
         offset = record["clock"]["wall"] - record["clock"]["mono"]
+        shift = offset - (self._wall() - self._mono())
+        if fields.get("manager") is not None:
+            fields["manager"] = manager_rebased(fields["manager"], shift)
+        if fields.get("managed") is not None:
+            fields["managed"] = managed_rebased(fields["managed"], shift)
+        state = SessionState(**fields)
         wall = {name: deadline + offset for name, deadline in state.timers.items()}
         return DecodedState(state, MappingProxyType(wall))

@@ -34,6 +34,7 @@ from typing import Any
 
 import pykka
 
+from actors import manager_token
 from actors import messages as m
 from actors.child_slot import ChildSlot
 from actors.config import AGENT_RUNNERS, BerthConfig
@@ -149,14 +150,35 @@ class SupervisorActor(pykka.ThreadingActor):
         if not isinstance(self._store, SqliteStore):
             return
         for found in recover(self._store, self._config, self._timer_service.clock, self._runtime):
-            state = found.restored.state
+            sid, state = found.session_id, found.restored.state
             cell = m.InfoCell(state.info)
+            scoped = self._recovered_manager_token(sid, state.spec.manager, state.final)
             ref = SessionActor.start(
-                found.session_id, state.spec, found.agent_token, cell, self._deps, restored=found.restored
+                sid,
+                state.spec,
+                found.agent_token,
+                cell,
+                self._deps,
+                manager_token=scoped,
+                restored=found.restored,
             )
-            self._sessions[found.session_id] = _Entry(agent_token=found.agent_token, cell=cell, ref=ref)
+            self._sessions[sid] = _Entry(
+                agent_token=found.agent_token, cell=cell, ref=ref, manager_token=scoped
+            )
             if state.info.status.is_final:
-                self._ended.add(found.session_id)
+                self._ended.add(sid)
+
+    def _recovered_manager_token(self, sid: str, manager: bool, final: bool) -> Secret | None:
+        """Issue 11: a live manager's token is issued anew and written over its file."""
+        if not manager:
+            return None
+        if final:
+            return manager_token.issue()  # refused anyway: it only marks the session as a manager
+        try:
+            return manager_token.reissue(self._config.secrets_root / sid)
+        except OSError as exc:
+            log.error("manager %s: its new manager token cannot be written (%s); its tools get 401", sid, exc)
+            return manager_token.issue()
 
     def on_stop(self) -> None:
         self._timers.cancel_all()
@@ -270,6 +292,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 return self._tell_session(sid, m.Terminate(reason))
             case m.DeleteSession(session_id=sid):
                 return self._delete(sid)
+            case m.ForwardToSession(session_id=sid, message=forwarded):
+                _tell_quietly(self._sessions[sid].ref if sid in self._sessions else None, forwarded)
             case m.SessionChanged(info=info):
                 if info.status.is_final and info.id in self._sessions:
                     self._ended.add(info.id)
@@ -367,15 +391,15 @@ class SupervisorActor(pykka.ThreadingActor):
         if sid in self._sessions:
             return Rejected(f"session id {sid!r} is taken", 409)
         token = Secret(secrets.token_urlsafe(32))
-        manager_token = Secret(secrets.token_urlsafe(32)) if spec.manager else None
+        new_manager_token = manager_token.issue() if spec.manager else None
         info = SessionInfo(
             id=sid, name=spec.name, status=SessionStatus.STARTING, created_at=self._timer_service.clock.wall()
         )
         cell = m.InfoCell(info)
         if isinstance(self._store, SqliteStore):
             self._store.remember_token(sid, token)  # its digest: what verifies the agent after a restart
-        ref = SessionActor.start(sid, spec, token, cell, self._deps, manager_token=manager_token)
-        self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref, manager_token=manager_token)
+        ref = SessionActor.start(sid, spec, token, cell, self._deps, manager_token=new_manager_token)
+        self._sessions[sid] = _Entry(agent_token=token, cell=cell, ref=ref, manager_token=new_manager_token)
         self._dirty.add(sid)
         return sid
 

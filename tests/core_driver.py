@@ -27,6 +27,8 @@ class CoreDriver:
     effects: list[fx.Effect] = field(default_factory=list)
     #: The shell's view of the armed timers: name -> (deadline, message).
     armed: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    #: Wall time minus clock time (another process, after a restart, has another).
+    wall_offset: float = WALL_OFFSET
 
     @classmethod
     def create(
@@ -46,7 +48,7 @@ class CoreDriver:
         return driver
 
     def instant(self) -> Instant:
-        return Instant(self.now, self.now + WALL_OFFSET)
+        return Instant(self.now, self.now + self.wall_offset)
 
     def send(self, message: Any) -> tuple[fx.Effect, ...]:
         """One message now; returns that step's effects."""

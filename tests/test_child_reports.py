@@ -38,6 +38,9 @@ def test_status_changes_map_to_reports_for_the_manager():
     link = ManagedBy("m")
     assert status_changed(link, "c", S.STARTING, S.IDLE, None) == [TellSession("m", ChildReady("c"))]
     assert status_changed(link, "c", S.RUNNING, S.IDLE, None) == []
+    assert status_changed(link, "c", S.RECONNECTING, S.IDLE, None) == [
+        TellSession("m", ChildStatus("c", "idle"))
+    ]
     assert status_changed(link, "c", S.IDLE, S.RUNNING, None) == [
         TellSession("m", ChildStatus("c", "running"))
     ]

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from actors.config import BerthConfig
 from actors.effects import AskUser, EndSession, Reply, TellSession, ToAgent
-from actors.manager_core import restore
 from actors.manager_events import (
     BatchDue,
     ChildActive,
@@ -383,6 +382,15 @@ def test_the_first_ready_asks_the_preferences_and_the_answers_shape_the_first_pr
     assert h.feed(ManagerReady()) == [] or not any(isinstance(e, AskUser) for e in h.effects[-3:])
 
 
+def test_an_agent_that_restarts_before_the_onboarding_answer_gets_the_question_asked_again():
+    h = Harness()
+    (first,) = [e for e in h.feed(ManagerReady()) if isinstance(e, AskUser)]
+    (again,) = [e for e in h.feed(ManagerReady()) if isinstance(e, AskUser)]  # its turn ended the question
+    assert again.question.id == first.question.id
+    h.feed(OnboardingAnswered({EXPLORE_Q: "Explore"}))
+    assert len(h.sent) == 1 and h.state.onboarding == "done"
+
+
 def test_a_later_ready_does_not_ask_again():
     h = idle_manager()
     effects = h.feed(ManagerReady())
@@ -399,19 +407,7 @@ def test_skip_exploration_and_focus_answers_shape_the_prompt_and_the_nudge():
     assert h.sent[1].content.endswith("Remember: focus on bugs only.")
 
 
-# ---------------------------------------------------------------- restart
-
-
-def test_after_a_restart_a_passed_resume_at_resumes_and_a_future_one_is_rearmed():
-    h = idle_manager()
-    h.feed(PauseManager(resume_at=h.now + 100))
-    saved = h.state
-    state, effects = restore(saved, h.now + 200, h.config)
-    assert not state.paused
-    state, effects = restore(saved, h.now + 40, h.config)
-    assert state.paused
-    (timer,) = [e for e in effects if getattr(e, "name", "") == "manager-resume"]
-    assert timer.delay == 60
+# ---------------------------------------------------------------- restart (tests/test_manager_restart.py)
 
 
 def test_every_manager_timer_name_maps_back_to_the_message_it_delivers():

@@ -121,7 +121,7 @@ def test_deleting_a_manager_with_a_nudge_queued_behind_the_delete_sends_nothing_
 
     ref.tell(Subscribe(blocking_sink))  # holds the manager's thread
     berth.delete_session(sid)  # queued behind it
-    clock.advance(60, settle=False)  # batch and continue fire: their messages queue behind the delete
+    clock.advance(60, settle=False)  # the batch fires: its message queues behind the delete
     wait_until(lambda: berth.timers.pending() == 0 or not ref.is_alive(), what="the firings to queue")
     release.set()
     wait_until(lambda: not ref.is_alive(), what="the manager to stop")
