@@ -387,6 +387,14 @@ class Berth:
         sink(_snapshot_of(_final_view(entry)))
         return lambda: None
 
+    def replay_kept(self, session_id: str, sink: Callable[[tuple[SessionEvent, ...]], None]) -> None:
+        """Hand ``sink`` the events the session keeps, on its thread (``ReplayKept``);
+        a session that has stopped hands nothing."""
+        try:
+            self._ask(self._live_ref(session_id), m.ReplayKept(sink))
+        except (BerthError, pykka.ActorDeadError):
+            pass
+
     def wait_for_status(self, session_id: str, statuses: Collection[str], timeout: float) -> m.SessionView:
         """Block until the session's status is one of ``statuses``."""
         deadline = time.monotonic() + timeout

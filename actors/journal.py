@@ -61,6 +61,9 @@ class Journal:
         if sink not in self._sinks:
             self._sinks.append(sink)
 
+    def kept(self) -> tuple[SessionEvent, ...]:
+        return tuple(self._log)
+
     def unsubscribe(self, sink: EventSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)

@@ -22,6 +22,7 @@ from transport.protocol import (
     PendingApproval,
     PendingQuestion,
     ServerToAgent,
+    SessionEvent,
     SessionInfo,
 )
 
@@ -248,6 +249,15 @@ class Subscribe:
 @dataclass(frozen=True)
 class Unsubscribe:
     sink: EventSink
+
+
+@dataclass(frozen=True)
+class ReplayKept:
+    """Hand ``sink`` every event the session's journal still keeps, in one call on
+    the session's thread: no event of that session is published meanwhile, so a
+    view rebuilt from them (the /v1/ API after a restart) misses and repeats nothing."""
+
+    sink: Callable[[tuple[SessionEvent, ...]], None]
 
 
 @dataclass(frozen=True)

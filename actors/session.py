@@ -192,6 +192,8 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                 self._journal.subscribe(sink, since, self._snapshot)
             case m.Unsubscribe(sink=sink):
                 self._journal.unsubscribe(sink)
+            case m.ReplayKept(sink=sink):
+                sink(self._journal.kept())
             case m.GetView():
                 return self._view()
             case _:

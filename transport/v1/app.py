@@ -8,6 +8,7 @@ the server's API token as ``Authorization: Bearer`` (the SDK's
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from actors.secret import Secret
 from transport.auth import bearer, matches
 from transport.limits import InputRefused, Limits, too_large
 from transport.v1 import event_routes, session_routes
+from transport.v1.api_store import ApiStore
 from transport.v1.catalog import Environment, load_environments
 from transport.v1.errors import ApiError, error_response
 from transport.v1.records import Records
@@ -60,6 +62,7 @@ class ApiState:
     slots: StreamSlots
     records: Records = field(default_factory=Records)
     limits: Limits | None = None
+    store: ApiStore | None = None
 
 
 Handler = Callable[[ApiState, Request, str], Response]
@@ -83,22 +86,29 @@ class SessionsApi:
 
     def start(self, berth: Berth, config: BerthConfig) -> None:
         """Raises ValueError naming a bad environments file before anything is served."""
-        view = SessionsView(config.sessions_api_event_limit)
+        store = ApiStore.open(config)
+        view = SessionsView(config.sessions_api_event_limit, store)
         environments = load_environments(config)
         view.start(berth.bus, lambda sid: _exists(berth, sid))
+        for info in berth.list_sessions():  # sessions recovered from the store
+            berth.replay_kept(info.id, functools.partial(view.rebuild, info.id))
         self.state = ApiState(
             berth,
             config,
             environments,
             view,
             StreamSlots(config.sessions_api_max_streams),
+            records=Records(store),
             limits=Limits.from_config(config),
+            store=store,
         )
 
     def stop(self) -> None:
         """Ends every open stream, so no server thread waits on one."""
         if self.state is not None:
             self.state.view.stop()
+            if self.state.store is not None:
+                self.state.store.close()
 
     def respond(self, request: Request) -> Response:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from actors.events import EventBus
 from transport import protocol as p
+from transport.v1.api_store import ApiStore
 from transport.v1.ids import event_id
 from transport.v1.mapping import Blocker, Body, EventMapper, Listed, Preview
 
@@ -90,10 +91,13 @@ class _SessionLog:
 
 
 class SessionsView:
-    def __init__(self, event_limit: int) -> None:
+    def __init__(self, event_limit: int, store: ApiStore | None = None) -> None:
         self._limit = event_limit
         self._lock = threading.Lock()
         self._logs: dict[str, _SessionLog] = {}
+        self._store = store
+        #: Per session, the events the API recorded itself before a restart (merged by ``rebuild``).
+        self._recorded = store.recorded() if store is not None else {}
         self._bus: EventBus | None = None
         self._exists: Callable[[str], bool] = lambda _sid: True
 
@@ -124,6 +128,29 @@ class SessionsView:
             for item in log.mapper.feed(event):
                 self._deliver(log, item)
 
+    def rebuild(self, session_id: str, events: tuple[Any, ...]) -> None:
+        """Map a session's kept journal anew (after a restart the view starts empty).
+
+        Runs on the session's thread (``Berth.replay_kept``), so the journal is
+        whole up to now: what the bus fed in the meantime is replaced, not repeated.
+        """
+        fresh = _SessionLog()
+        listed: list[tuple[int, Body]] = []
+        with self._lock:
+            old = self._logs.get(session_id)
+            if old is not None:
+                fresh.streams = old.streams
+            self._logs[session_id] = fresh
+            for event in events:
+                if isinstance(event, JOURNAL_EVENTS):
+                    listed += [(i.key, i.body) for i in fresh.mapper.feed(event) if isinstance(i, Listed)]
+            recorded = self._recorded.pop(session_id, [])
+            merged = sorted({key: body for key, body in [*listed, *recorded]}.items())[-self._limit :]
+            fresh.keys = [key for key, _ in merged]
+            fresh.events = [body for _, body in merged]
+            if merged:
+                fresh.mapper.last_key = max(fresh.mapper.last_key, merged[-1][0])
+
     def forget_ended(self) -> None:
         """Drop the logs of sessions that ended and are gone (evicted or deleted elsewhere).
 
@@ -144,6 +171,8 @@ class SessionsView:
         with self._lock:
             log = self._logs.setdefault(session_id, _SessionLog())
             listed = log.mapper.record(body)
+            if self._store is not None:
+                self._store.add_recorded(session_id, listed.key, listed.body)
             self._deliver(log, listed)
             return listed.body
 
@@ -222,6 +251,8 @@ class SessionsView:
 
     def drop(self, session_id: str, deleted: Body | None = None) -> None:
         """Forget a session; its streams get ``deleted`` (if given) and end."""
+        if self._store is not None:
+            self._store.drop(session_id)
         with self._lock:
             log = self._logs.pop(session_id, None)
         for stream in log.streams if log else ():
