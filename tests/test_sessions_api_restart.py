@@ -27,6 +27,10 @@ def client(d: Deployment) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=d.url, auth_token=API_TOKEN, max_retries=0, timeout=60)
 
 
+def user_message(text: str) -> Any:
+    return {"type": "user.message", "content": [{"type": "text", "text": text}]}
+
+
 def texts(events: list[Any], kind: str) -> list[str]:
     return [e.content[0].text for e in events if e.type == kind]
 
@@ -41,8 +45,7 @@ def test_after_a_restart_the_api_lists_the_same_events_metadata_and_archive_and_
         agent="builtin", environment_id="default", title="kept", metadata={"team": "berth"}
     )
     api.beta.sessions.update(session.id, metadata={"phase": "one"})
-    message = {"type": "user.message", "content": [{"type": "text", "text": "before the restart"}]}
-    api.beta.sessions.events.send(session.id, events=[message])
+    api.beta.sessions.events.send(session.id, events=[user_message("before the restart")])
 
     def answered() -> list[Any] | None:
         events = list(api.beta.sessions.events.list(session.id, limit=1000))
@@ -60,11 +63,10 @@ def test_after_a_restart_the_api_lists_the_same_events_metadata_and_archive_and_
     assert texts(after, "user.message") == ["before the restart"]
     kept = api.beta.sessions.retrieve(session.id)
     assert kept.title == "kept" and kept.metadata == {"team": "berth", "phase": "one"}
-    message = {"type": "user.message", "content": [{"type": "text", "text": "after the restart"}]}
     with api.beta.sessions.events.stream(
         session.id, extra_headers={"Last-Event-ID": before[-1].id}
     ) as events:
-        api.beta.sessions.events.send(session.id, events=[message])
+        api.beta.sessions.events.send(session.id, events=[user_message("after the restart")])
         seen = []
         for event in events:
             seen.append(event)
