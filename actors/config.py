@@ -215,6 +215,10 @@ class BerthConfig:
     #: Bytes queued for one agent WebSocket before it is closed with 4008
     #: (the session waits ``reconnect_grace`` for it to come back).
     agent_outbox_bytes: int = 8 * 1024 * 1024
+    #: Bytes of frames for one session's agent it has not acknowledged yet
+    #: (sent and kept for a resend, or held while it is away); a command that
+    #: would go over it is refused with 503, nothing is dropped.
+    agent_unacked_bytes: int = 8 * 1024 * 1024
     #: Open connections (HTTP and WebSocket) the server holds at once; more
     #: are answered 503 and closed. Every agent is one.
     max_connections: int = 12_000
@@ -238,6 +242,7 @@ class BerthConfig:
             "sessions_api_event_limit",
             "client_outbox_bytes",
             "agent_outbox_bytes",
+            "agent_unacked_bytes",
             "max_connections",
             "max_connections_per_address",
         ):

@@ -285,9 +285,11 @@ class AgentAttached:
 
 @dataclass(frozen=True)
 class AgentConnected:
-    """What the session core sees of ``AgentAttached``: the link's id only."""
+    """What the session core sees of ``AgentAttached``: the link's id, and the highest
+    numbered frame its agent already has (``X-Berth-Received``; issue 9)."""
 
     link_id: str
+    received: int = 0
 
 
 @dataclass(frozen=True)

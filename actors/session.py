@@ -172,7 +172,8 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                 self._links[link.link_id] = link
                 self._link_seq.attached(getattr(link, "epoch", ""))
                 link.send(p.LinkResume(received=self._link_seq.received))
-                self._run(m.AgentConnected(link.link_id))
+                # The agent's hello says which of our numbered frames it has (issue 9).
+                self._run(m.AgentConnected(link.link_id, getattr(link, "received", 0)))
             case m.FromAgent(link_id=link_id, frame=frame) if frame.n:
                 return self._numbered(message)
             case m.FromAgentBatch(link_id=link_id, frames=frames):

@@ -21,6 +21,7 @@ from typing import Any
 from msgspec.structs import replace as replace_struct
 
 from actors import effects as fx
+from actors import link_outbound as outbound
 from actors import messages as m
 from actors import session_roles as roles
 from actors.manager_events import ManagerGone
@@ -101,6 +102,7 @@ def resume(
         s.arm("reconnect-grace", grace, m.ReconnectGraceExpired())
     elif not s.s.final:
         s.set(link=NoAgent())
+    outbound.restarted(s)
     if not s.s.final and s.s.rules.needs_token:
         s.ask_for_token()
     s.publish_info(force=True)
@@ -169,10 +171,13 @@ class _Step:
 
     def dispatch(self, message: Any) -> None:
         match message:
-            case m.AgentConnected(link_id=link_id):
-                self.attach(link_id)
+            case m.AgentConnected(link_id=link_id, received=received):
+                self.attach(link_id, received)
             case m.AgentDetached(link_id=link_id, reason=reason):
                 self.detach(link_id, reason)
+            case m.FromAgent(link_id=link_id, frame=p.AgentLinkAck(received=received)):
+                if self.s.link == Connected(link_id):
+                    outbound.acked(self, received)
             case m.FromAgent(link_id=link_id, frame=frame):
                 if self.s.link == Connected(link_id) and not self.s.final:
                     was_live = isinstance(self.s.lifecycle, Live)
@@ -368,7 +373,7 @@ class _Step:
 
     # ------------------------------------------------------------ agent link
 
-    def attach(self, link_id: str) -> None:
+    def attach(self, link_id: str, received: int = 0) -> None:
         if self.s.final:
             self.emit(fx.CloseAgentLink(link_id, 4004, f"session is {self.s.info.status.value}"))
             return
@@ -380,6 +385,7 @@ class _Step:
         self.disarm("reconnect-grace")
         if isinstance(previous, Reconnecting):
             self.note("system", "Session agent reconnected")
+        outbound.resend(self, link_id, received)  # what the agent missed, before anything new
         self.push_token()
         if self.s.rules.needs_token:
             self.emit(fx.RequestToken())
@@ -389,9 +395,7 @@ class _Step:
     def flush_queue(self) -> None:
         """Hand the held frames to the agent, in order (only once it said ``ready``)."""
         if isinstance(self.s.link, Connected):
-            for frame in self.s.agent_queue:
-                self.emit(fx.SendToAgent(self.s.link.link_id, frame))
-            self.set(agent_queue=())
+            outbound.send_held(self, self.s.link.link_id)
 
     def detach(self, link_id: str, reason: str) -> None:
         if self.s.link != Connected(link_id):
@@ -411,13 +415,15 @@ class _Step:
         self.arm("reconnect-grace", grace, m.ReconnectGraceExpired())
 
     def to_agent(self, frame: p.ServerToAgent) -> Rejected | None:
-        """Send now to a ready agent; hold for one that is away or still starting."""
+        """Send now to a ready agent; hold for one that is away or still starting.
+        Either way it is kept until the agent acknowledges it (``actors.link_outbound``)."""
+        refused = outbound.refusal(self, frame)
+        if refused is not None:
+            return refused
         if isinstance(self.s.link, Connected) and isinstance(self.s.lifecycle, Live):
-            self.emit(fx.SendToAgent(self.s.link.link_id, frame))
-            return None
-        if len(self.s.agent_queue) >= self.s.rules.agent_queue_limit:
-            return Rejected("the agent is unreachable and its queue is full; retry when it reconnects", 503)
-        self.set(agent_queue=(*self.s.agent_queue, frame))
+            outbound.send(self, self.s.link.link_id, frame)
+        else:
+            outbound.hold(self, frame)
         return None
 
     # ------------------------------------------------------------ commands
@@ -499,7 +505,8 @@ class _Step:
         if isinstance(self.s.link, Connected):
             code = 1000 if status is S.TERMINATED else 4004
             self.emit(fx.CloseAgentLink(self.s.link.link_id, code, "shutdown" if code == 1000 else reason))
-        self.set(lifecycle=Ended(status, reason), link=NoAgent(), turn=Idle(), agent_queue=())
+        self.set(lifecycle=Ended(status, reason), link=NoAgent(), turn=Idle())
+        outbound.forget_all(self)
         self.note("error" if status is S.ERROR else "system", reason)
         self.publish_info()
         self.emit(fx.ReportEnded(self.s.info))
@@ -511,7 +518,7 @@ class _Step:
     def dismiss_agent(self, reason: str) -> None:
         """Tell the agent the session is over (``end`` then closes its link)."""
         if isinstance(self.s.link, Connected):
-            self.emit(fx.SendToAgent(self.s.link.link_id, p.Shutdown(reason=reason)))
+            outbound.send(self, self.s.link.link_id, p.Shutdown(reason=reason))
 
     def terminate(self, reason: str) -> None:
         if self.s.final:
@@ -545,7 +552,7 @@ def _durable(state: SessionState) -> tuple[Any, ...]:
     """What a restart must find again; the event counter alone is not worth a write."""
     s = state
     parts = (s.info, s.lifecycle, s.link, s.turn, s.container, s.timers, s.agent_queue, s.gone, s.ids)
-    return (*parts, s.manager)
+    return (*parts, s.link_out, s.unacked, s.manager)
 
 
 def clean_name(name: str) -> str | None:

@@ -25,7 +25,7 @@ from actors.manager_rules import ManagerRules
 from actors.manager_state import ManagerState, manager_info
 from actors.messages import SessionSpec
 from actors.secret import Secret
-from transport.protocol import PendingApproval, PendingQuestion, ServerToAgent, SessionInfo
+from transport.protocol import NumberedToAgent, PendingApproval, PendingQuestion, ServerToAgent, SessionInfo
 from transport.protocol import SessionStatus as S
 
 #: Runners that never call the Messages API, so never need an OAuth token.
@@ -53,6 +53,8 @@ class SessionRules:
     use_pool: bool
     prompt_chars: int
     agent_queue_limit: int = 1000
+    #: Bytes of frames the agent has not acknowledged (held or sent) before commands are refused.
+    unacked_bytes: int = 8 * 1024 * 1024
     manager: ManagerRules = field(default_factory=lambda: ManagerRules.of(BerthConfig()))
 
     @classmethod
@@ -66,6 +68,7 @@ class SessionRules:
             token_retry_delay=config.token_retry_delay,
             needs_token=runner not in TOKENLESS_RUNNERS,
             prompt_chars=config.max_prompt_chars,
+            unacked_bytes=config.agent_unacked_bytes,
             # A manager's token file, or a session's own image, needs a cold start.
             use_pool=use_pool and not spec.manager and spec.container is None,
             manager=ManagerRules.of(config),
@@ -180,6 +183,12 @@ class SessionState:
     pushed: tuple[str, Secret] | None = None
     #: Frames for the agent held while it is reconnecting, in order.
     agent_queue: tuple[ServerToAgent, ...] = ()
+    #: The link number of the last frame sent to the agent (issue 9, ``actors.link_outbound``).
+    link_out: int = 0
+    #: Frames sent to the agent and not acknowledged yet, numbered, in order: resent after a reconnect.
+    unacked: tuple[NumberedToAgent, ...] = ()
+    #: Encoded size of ``agent_queue`` and ``unacked`` together, bounded by ``rules.unacked_bytes``.
+    unacked_size: int = 0
     #: Armed timers: name -> deadline on the session clock.
     timers: Mapping[str, float] = field(default_factory=lambda: _NO_TIMERS)
     #: The actor was told to stop (evicted or deleted); nothing follows.

@@ -16,6 +16,12 @@ until the server acknowledges it (``link_ack``, sent once what the frame did
 is stored); each connection starts with the server's ``link_resume``, which
 says what it has: the agent resends the rest, in order, before anything new.
 So neither a drop nor a server crash loses a frame, and none arrives twice.
+
+The other way round is the same: the server numbers its data frames, the
+agent hands each number to ``on_frame`` once (a resend of one it has is
+dropped), acknowledges with an unnumbered ``link_ack``, and names the
+highest it has in every upgrade (``X-Berth-Received``), so the server
+resends exactly what it missed.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ from agent.outbox import Entry, Outbox, OutboxFull, SentLog
 from agent.reconnect import STOP_CLOSE_CODES, STOP_HTTP_STATUSES, CloseInfo, backoff_delay, parse_close
 from transport.protocol import (
     AgentError,
+    AgentLinkAck,
     AgentToServer,
     FrameError,
     LinkAck,
     LinkResume,
     ServerToAgent,
     decode_server_frame,
+    encode_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -95,6 +103,10 @@ class AgentConnection:
         self._resend: deque[bytes] = deque()
         self._inflight = False
         self._ping_wanted = False
+        #: The highest numbered server frame handed to ``on_frame`` (for this process's life).
+        self._server_received = 0
+        #: ``_server_received`` is ahead of what the server was last told.
+        self._ack_wanted = False
         self._draining = False
         self._closing = False
         self._writer_exit = False
@@ -257,11 +269,14 @@ class AgentConnection:
         except Exception as exc:
             log.warning("cannot read the session token: %s", exc)
             return None
+        with self._cond:
+            self._ack_wanted = False  # the upgrade says it
+            hello = [f"X-Berth-Link: {self._epoch}", f"X-Berth-Received: {self._server_received}"]
         try:
             ws = websocket.create_connection(
                 self.url,
                 timeout=self._config.connect_timeout,
-                header=[f"Authorization: Bearer {token}", f"X-Berth-Link: {self._epoch}"],
+                header=[f"Authorization: Bearer {token}", *hello],
                 skip_utf8_validation=True,
                 enable_multithread=True,
                 suppress_origin=True,
@@ -341,6 +356,10 @@ class AgentConnection:
             if isinstance(frame, LinkResume | LinkAck):
                 self._link_frame(frame)
                 return
+            n = getattr(frame, "n", 0)
+            if n and not self._first_time(n):
+                log.debug("dropping a resent %s frame (%d)", type(frame).__name__, n)
+                return
         except FrameError as exc:
             log.warning("ignoring a malformed frame from the server: %s", exc)
             try:
@@ -352,6 +371,18 @@ class AgentConnection:
             self._on_frame(frame)
         except Exception:
             log.exception("handling a %s frame failed", type(frame).__name__)
+        if n:
+            with self._cond:
+                self._ack_wanted = True
+                self._cond.notify_all()
+
+    def _first_time(self, n: int) -> bool:
+        """True for a server frame number not seen yet (the reader thread alone calls this)."""
+        with self._cond:
+            if n <= self._server_received:
+                return False
+            self._server_received = n
+            return True
 
     def _link_frame(self, frame: LinkResume | LinkAck) -> None:
         with self._cond:
@@ -407,6 +438,10 @@ class AgentConnection:
                     self._ping_wanted = False
                     self._inflight = True
                     return ws, None
+                if self._ack_wanted:
+                    self._ack_wanted = False
+                    self._inflight = True
+                    return ws, encode_bytes(AgentLinkAck(received=self._server_received))
                 if not self._resumed:
                     self._cond.wait(None)
                     continue

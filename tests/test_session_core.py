@@ -86,7 +86,7 @@ def test_an_approval_answered_while_the_agent_reconnects_waits_for_it_and_stays_
     assert not [e for e in effects if isinstance(e, fx.SendToAgent)]  # held for the agent
     effects = core.send(m.AgentConnected("link-2"))
     sent = [e.frame for e in effects if isinstance(e, fx.SendToAgent)]
-    assert sent == [p.ApprovalResponse(approval_id="a1", allow=True)]
+    assert sent == [p.ApprovalResponse(approval_id="a1", allow=True, n=1)]  # numbered (issue 9)
     assert core.status == "running"
 
 

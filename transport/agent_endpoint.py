@@ -34,10 +34,12 @@ ConnectionFactory = Callable[[dict[str, Any], str], Connection]
 class AgentConnection:
     """What a SessionActor holds of its agent: sends never block or raise."""
 
-    def __init__(self, connection: Connection, epoch: str = "") -> None:
+    def __init__(self, connection: Connection, epoch: str = "", received: int = 0) -> None:
         self._connection = connection
         #: Which agent process this is (``X-Berth-Link``): its frames are numbered from 1.
         self.epoch = epoch
+        #: The highest numbered server frame the agent has (``X-Berth-Received``): the rest is resent.
+        self.received = received
 
     @property
     def link_id(self) -> str:
@@ -85,9 +87,14 @@ def _serve(
         return error_response(401, "wrong or missing session token")
     if entry.ref is None:
         return error_response(410, f"session {entry.session_id} has ended")
+    received = _received(environ.get("HTTP_X_BERTH_RECEIVED", "0"))
+    if received is None:
+        return error_response(
+            400, "X-Berth-Received must be the highest link number received from the server (0 or more)"
+        )
     ref = entry.ref
     connection = connect(environ, "agent")
-    link = AgentConnection(connection, environ.get("HTTP_X_BERTH_LINK", ""))
+    link = AgentConnection(connection, environ.get("HTTP_X_BERTH_LINK", ""), received)
     if greeting is not None:
         connection.send(greeting)
     sid = entry.session_id
@@ -132,6 +139,14 @@ def _serve(
     _tell(attached(link))  # before the loop may read (and tell) the first frame
     connection.start(on_messages)
     return None
+
+
+def _received(header: str) -> int | None:
+    """The agent's ``X-Berth-Received``, or None when it is not a link number."""
+    value = header.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
 
 
 class _Batch:

@@ -249,6 +249,14 @@ class AgentError(_AgentFrame, tag="error", frozen=True):
     fatal: bool = False
 
 
+class AgentLinkAck(_AgentFrame, tag="link_ack", frozen=True):
+    """Every numbered server frame up to ``received`` reached the agent. Not numbered
+    itself (``n`` stays 0): a lost one is superseded by the next, or by the
+    ``X-Berth-Received`` header of the agent's next connection."""
+
+    received: int
+
+
 AgentToServer = (
     Ready
     | SetupProgress
@@ -263,6 +271,7 @@ AgentToServer = (
     | ApiRetry
     | RateLimit
     | AgentError
+    | AgentLinkAck
 )
 
 
@@ -278,36 +287,45 @@ class ProtocolError(_Frame, tag="protocol_error", frozen=True):
 # Server -> agent
 
 
-class UserMessage(_Frame, tag="user_message", frozen=True):
+class _NumberedFrame(_Frame, frozen=True, kw_only=True):
+    """Base for the server's data frames to an agent. ``n`` numbers them on the
+    link (1, 2, …, per session; 0 = not numbered): the agent acknowledges them
+    (``link_ack``), the server resends what was not acknowledged after a
+    reconnect, and the agent drops a number it already has."""
+
+    n: int = 0
+
+
+class UserMessage(_NumberedFrame, tag="user_message", frozen=True):
     content: str
     id: str = ""
 
 
-class ApprovalResponse(_Frame, tag="approval_response", frozen=True):
+class ApprovalResponse(_NumberedFrame, tag="approval_response", frozen=True):
     approval_id: str
     allow: bool
     message: str | None = None
 
 
-class QuestionResponse(_Frame, tag="question_response", frozen=True):
+class QuestionResponse(_NumberedFrame, tag="question_response", frozen=True):
     question_id: str
     answers: dict[str, str]
 
 
-class Interrupt(_Frame, tag="interrupt", frozen=True):
+class Interrupt(_NumberedFrame, tag="interrupt", frozen=True):
     pass
 
 
-class UpdateSettings(_Frame, tag="update_settings", frozen=True):
+class UpdateSettings(_NumberedFrame, tag="update_settings", frozen=True):
     permission_mode: PermissionMode | None = None
     name: str | None = None
 
 
-class SetModel(_Frame, tag="set_model", frozen=True):
+class SetModel(_NumberedFrame, tag="set_model", frozen=True):
     model: str | None
 
 
-class GetModels(_Frame, tag="get_models", frozen=True):
+class GetModels(_NumberedFrame, tag="get_models", frozen=True):
     pass
 
 
@@ -355,11 +373,23 @@ class LinkAck(_Frame, tag="link_ack", frozen=True):
     received: int
 
 
-class Shutdown(_Frame, tag="shutdown", frozen=True):
+class Shutdown(_NumberedFrame, tag="shutdown", frozen=True):
     """The session is over: the agent closes its runner and exits."""
 
     reason: str = ""
 
+
+#: The server's frames an agent acknowledges; every other one travels unnumbered.
+NumberedToAgent = (
+    UserMessage
+    | ApprovalResponse
+    | QuestionResponse
+    | Interrupt
+    | UpdateSettings
+    | SetModel
+    | GetModels
+    | Shutdown
+)
 
 ServerToAgent = (
     LinkResume
