@@ -316,3 +316,19 @@ def test_the_backoff_is_jittered_below_a_doubling_ceiling_that_stops_at_the_cap(
         delays = [backoff_delay(failures, 0.2, 10.0) for _ in range(200)]
         assert all(0.0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling / 2 and min(delays) < ceiling / 2  # spread, not fixed
+
+
+def test_a_resent_server_frame_is_handed_on_once_acknowledged_and_named_in_the_next_upgrade(server, clients):
+    client = clients(server)
+    conn: ServerConn = server.wait_connection(0)
+    assert conn.hello_received == "0"
+    for n, text in ((1, "one"), (1, "one"), (2, "two")):
+        conn.send(UserMessage(content=text, n=n))
+    conn.send(UserMessage(content="unnumbered"))  # n = 0: always handed on, never acknowledged
+    frames = client.wait_frames(3)
+    assert [f.content for f in frames if isinstance(f, UserMessage)] == ["one", "two", "unnumbered"]
+    conn.wait_for("link_ack", lambda f: f["received"] == 2)
+    assert all(not f.get("n") for f in conn.of("link_ack"))  # acks are not numbered themselves
+    conn.drop()
+    again: ServerConn = server.wait_connection(1)
+    assert again.hello_received == "2"

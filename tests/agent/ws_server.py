@@ -40,6 +40,8 @@ class ServerConn:
         self.ws = ws
         self.path = path
         self.authorization = authorization
+        #: The agent's ``X-Berth-Received`` upgrade header: the server frames it has.
+        self.hello_received: str | None = None
         self.received: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.closed = threading.Event()
@@ -153,6 +155,7 @@ class AgentServer:
             return [b""]
         ws = simple_websocket.Server.accept(environ)
         conn = ServerConn(ws, environ["PATH_INFO"], environ.get("HTTP_AUTHORIZATION"))
+        conn.hello_received = environ.get("HTTP_X_BERTH_RECEIVED")
         with self._cond:
             self.connections.append(conn)
             self._cond.notify_all()
