@@ -66,6 +66,19 @@ log = logging.getLogger(__name__)
 #: owns the mount itself, the tool user cannot reach it (``agent.isolation``).
 SECRETS_MOUNT = "/run/berth/secrets"
 
+#: In a claimed pool container's secrets dir: the session it serves. Its label
+#: still names the pool slot (labels cannot change), so this is how a restarted
+#: server (or ContainerActor) finds the session's container and token (issue 9).
+CLAIM_FILE = "session-id"
+
+
+def claimed_by(secrets_dir: Path) -> str | None:
+    """The session a claimed pool container serves, from its secrets dir; None if unclaimed."""
+    try:
+        return (secrets_dir / CLAIM_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
 
 @dataclass(frozen=True)
 class _StartDone:
@@ -357,6 +370,11 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
         self._owners[msg.to_key] = msg.owner
         if msg.from_key in self._secret_dirs:
             self._secret_dirs[msg.to_key] = self._secret_dirs.pop(msg.from_key)
+            try:
+                claim = {**msg.secrets, CLAIM_FILE: Secret(msg.to_key)}
+                self._write_secrets_in(self._secret_dirs[msg.to_key], claim)
+            except OSError as exc:  # the session runs; it only cannot survive a restart
+                log.error("session %s: its pooled container's secrets dir: %s", msg.to_key, exc)
         self._tell(msg.to_key, ContainerStarted(msg.to_key, container_id))
 
     def _exited(self, msg: _ExitSeen) -> None:
@@ -404,10 +422,11 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
     def _reap(self, msg: _OrphansFound) -> None:
         if msg.adopt:
             for record in msg.records:
-                sid = record.labels.get(LABEL_SESSION, "")
+                label = record.labels.get(LABEL_SESSION, "")
+                sid = claimed_by(self._secrets_dir(label)) or label  # a claimed pool container
                 if sid in msg.keep and sid in self._owners and sid not in self._containers:
                     self._containers[sid] = record.id
-                    self._secret_dirs[sid] = self._secrets_dir(sid)
+                    self._secret_dirs[sid] = self._secrets_dir(label)
             self._reconcile_soon()
         # A recovered session deleted before its container was adopted keeps nothing.
         keep = msg.keep & set(self._owners) if msg.adopt else msg.keep
@@ -510,7 +529,9 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
         return self._config.secrets_root / sid
 
     def _write_secrets(self, sid: str, secrets: Any) -> Path:
-        directory = self._secrets_dir(sid)
+        return self._write_secrets_in(self._secrets_dir(sid), secrets)
+
+    def _write_secrets_in(self, directory: Path, secrets: Any) -> Path:
         directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         directory.mkdir(mode=0o700, exist_ok=True)
         uid, gid = _parse_user(self._config.container_user)

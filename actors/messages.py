@@ -446,11 +446,13 @@ class ContainerLost:
 
 @dataclass(frozen=True)
 class TransferContainer:
-    """Hand the container tracked as ``from_key`` (a pool slot) to session ``to_key``."""
+    """Hand the container tracked as ``from_key`` (a pool slot) to session ``to_key``;
+    ``secrets`` join its secrets dir, so a restarted server finds them (issue 9)."""
 
     from_key: str
     to_key: str
     owner: ActorRef
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,10 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
         slot = self._slots.pop(key)
         assert slot.link is not None
         slot.link.send(claim.assignment)
-        self._container.tell(TransferContainer(key, claim.session_id, claim.reply_to))
+        # The session's token joins the slot's secrets dir: after a restart the server
+        # reads it back from there to let the agent in again, as for a cold start.
+        token = {"session-token": Secret(claim.assignment.session_token)}
+        self._container.tell(TransferContainer(key, claim.session_id, claim.reply_to, token))
         self._stats.claimed += 1
         self._publish()
         self._fill()

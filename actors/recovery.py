@@ -17,7 +17,10 @@ actor where it left off). For each stored session that was not evicted:
   and a client that asks for anything inside that gap gets a snapshot.
 
 The agent token is read back from the session's secrets dir (the agent's own
-copy, mode 0600) and checked against the digest in the store.
+copy, mode 0600) and checked against the digest in the store. A session that
+claimed a warm pool container finds both through the container's secrets
+dir: its label names the pool slot, and the claim wrote the session's id and
+token there (``actors.container.CLAIM_FILE``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from actors import effects as fx
 from actors import messages as m
 from actors.clock import Clock
 from actors.config import BerthConfig
+from actors.container import claimed_by
 from actors.runtime import LABEL_APP, LABEL_INSTANCE, LABEL_SESSION, ContainerRecord, ContainerRuntime
 from actors.secret import Secret
 from actors.session_core import resume
@@ -83,6 +87,7 @@ def recover(
     if not stored:
         return []
     records = _containers(runtime, config)
+    claimed = _claimed_dirs(config.secrets_root)
     now = Instant(clock.now(), clock.wall())
     found = []
     for item in stored:
@@ -96,7 +101,8 @@ def recover(
         if decoded.state.gone:
             continue  # evicted: its transcript stays readable from the store
         deadlines = {name: now.mono + (wall - now.wall) for name, wall in decoded.wall_deadlines.items()}
-        found.append(_recovered(item, decoded.state, deadlines, records, config, now))
+        directory = claimed.get(item.session_id, config.secrets_root / item.session_id)
+        found.append(_recovered(item, decoded.state, deadlines, records, directory, config, now))
     live = sum(1 for r in found if not r.restored.state.final)
     log.warning("recovered %d sessions from the store (%d live)", len(found), live)
     return found
@@ -107,16 +113,17 @@ def _recovered(
     state: SessionState,
     deadlines: dict[str, float],
     records: dict[str, ContainerRecord] | None,
+    secrets_dir: Path,
     config: BerthConfig,
     now: Instant,
 ) -> Recovered:
     last = max([state.seq, *(e.seq for e in item.events)])
     state = replace(state, seq=last + RESTART_SEQ_GAP)
     new_state, effects = resume(state, now, deadlines)
-    token = _agent_token(config.secrets_root / item.session_id, item.token_digest)
+    token = _agent_token(secrets_dir, item.token_digest)
     then: tuple[Any, ...] = ()
     if not new_state.final:
-        then = _judge_container(new_state, records, token)
+        then = _judge_container(new_state, records, token, secrets_dir.name)
     history = item.history[-config.history_limit :]
     restored = Restored(
         state=new_state,
@@ -132,12 +139,14 @@ def _recovered(
 
 
 def _judge_container(
-    state: SessionState, records: dict[str, ContainerRecord] | None, token: Secret | None
+    state: SessionState, records: dict[str, ContainerRecord] | None, token: Secret | None, label: str
 ) -> tuple[Any, ...]:
+    """What became of the session's container (``label``: its ``berth.session``, a pool slot's
+    for a claimed one) while Berth was down, as messages for the session."""
     sid = state.session_id
     if records is None:
         return ()  # the engine did not answer: the exit watch reconciles once it does
-    record = records.get(sid)
+    record = records.get(label)
     if record is None:
         if state.container == ContainerPhase.NONE:
             return ()
@@ -163,6 +172,21 @@ def _containers(runtime: ContainerRuntime, config: BerthConfig) -> dict[str, Con
         log.warning("cannot list containers at start (%s); exits are reconciled once the engine answers", exc)
         return None
     return {r.labels.get(LABEL_SESSION, ""): r for r in listed}
+
+
+def _claimed_dirs(root: Path) -> dict[str, Path]:
+    """Session id -> the secrets dir of the pool container it claimed."""
+    found: dict[str, Path] = {}
+    try:
+        entries = list(root.iterdir()) if root.is_dir() else []
+    except OSError as exc:
+        log.warning("cannot list %s (%s); sessions from the warm pool cannot be verified", root, exc)
+        return found
+    for entry in entries:
+        sid = claimed_by(entry)
+        if sid is not None:
+            found[sid] = entry
+    return found
 
 
 def _agent_token(directory: Path, digest: str | None) -> Secret | None:

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from actors.runtime import LABEL_SESSION
 from tests.deployment import Deployment
+from tests.waiting import wait_until
 from tests.ws_client import WsPeer
 
 
@@ -130,6 +132,47 @@ def test_a_session_whose_agent_is_down_during_the_restart_waits_for_it(deploymen
     seen = _acked(client, {"type": "send_prompt", "sessionId": sid, "content": "still there?"})
     result = _first(client, seen, "result")
     assert result["result"] == "You said: still there?"
+
+
+def _pool_containers(d: Deployment) -> list[dict[str, Any]]:
+    return [c for c in d.containers() if c["Labels"].get(LABEL_SESSION, "").startswith("pool-")]
+
+
+def _pooled_agent_waiting(d: Deployment) -> dict[str, Any] | None:
+    """A running pool container whose agent is connected to its slot (so a create claims it)."""
+    for container in _pool_containers(d):
+        logs = d.docker.api.logs(container["Id"]).decode(errors="replace")
+        if container["State"] == "running" and "(connection 1)" in logs:
+            return container
+    return None
+
+
+def test_a_session_claimed_from_the_warm_pool_survives_a_kill_9_like_any_other(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    d.start("--warm", "1")
+    pooled = wait_until(lambda: _pooled_agent_waiting(d), timeout=60, what="a pooled agent waiting")
+    sid = d.create()
+    d.wait_status(sid, "idle")
+    assert d.container_of(sid) is None, "the session was cold-started, not claimed from the pool"
+    client, _ = _subscribed(d, sid)
+    seen = _acked(client, {"type": "send_prompt", "sessionId": sid, "content": "before"})
+    assert _first(client, seen, "result")["result"] == "You said: before"
+    d.make_durable(sid)
+    d.kill9()
+    d.start("--warm", "1")
+    d.wait_status(sid, "idle", timeout=30)
+    running = {c["Id"]: c["State"] for c in d.containers()}
+    assert running.get(pooled["Id"]) == "running", "the claimed container was not kept"
+    again, _ = _subscribed(d, sid)
+    seen = _acked(again, {"type": "send_prompt", "sessionId": sid, "content": "after"})
+    assert _first(again, seen, "result")["result"] == "You said: after"
+    users = [m["content"] for m in _history_is_sound(d, sid) if m["kind"] == "user"]
+    assert users == ["before", "after"]
+    assert d.call("DELETE", f"/api/sessions/{sid}")[0] == 204
+    d.terminate()
+    d.assert_nothing_left()
 
 
 def test_an_agent_that_never_comes_back_ends_the_session_after_the_grace_period(
