@@ -9,8 +9,9 @@ read such a session here when the registry no longer has it (``GET
 from __future__ import annotations
 
 from actors.messages import SessionView
-from actors.sqlite_store import SqliteStore, StoredSession
+from actors.sqlite_store import SqliteStore
 from actors.state_codec import SessionStateCodec
+from actors.store_records import StoredSession
 from transport.protocol import SessionInfo
 
 

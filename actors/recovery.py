@@ -41,8 +41,9 @@ from actors.runtime import LABEL_APP, LABEL_INSTANCE, LABEL_SESSION, ContainerRe
 from actors.secret import Secret
 from actors.session_core import resume
 from actors.session_state import ContainerPhase, Instant, SessionState
-from actors.sqlite_store import SqliteStore, StoredSession, digest_matches
+from actors.sqlite_store import SqliteStore
 from actors.state_codec import SessionStateCodec
+from actors.store_records import StoredSession, digest_matches
 from transport.protocol import ChatMessage, SessionEvent
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,13 @@ A session's agent token is never written: only its SHA-256 digest is kept
 (``remember_token``), which is all verification needs; the codec leaves
 every secret out of the state. A ``Secret`` reaching the encoder stops that
 write with an error instead of being stored.
+
+The file itself is ``actors.store_file``, the records and codec
+``actors.store_records``, reading back ``actors.store_reader``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import hmac
 import logging
 import queue
 import sqlite3
@@ -26,127 +26,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import msgspec
 
 from actors.secret import Secret
-from transport.protocol import ChatMessage, MessageAdded, SessionEvent, StreamTokens
+from actors.store_file import open_connection, transaction
+from actors.store_reader import load_sessions
+from actors.store_records import PlainCodec, StateCodec, StoredSession, enc_hook, token_digest
+from transport.protocol import MessageAdded, SessionEvent, StreamTokens
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-#: "Bert" in ASCII: marks a file as a Berth store, so a foreign database is refused.
-APPLICATION_ID = 0x42657274
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    state BLOB NOT NULL,
-    ended_at REAL,
-    updated_at REAL NOT NULL,
-    trimmed_through INTEGER NOT NULL DEFAULT 0,
-    link_received INTEGER NOT NULL DEFAULT 0,
-    link_epoch TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at);
-CREATE TABLE IF NOT EXISTS tokens (session_id TEXT PRIMARY KEY, digest TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
--- A history message is one row; the other events of a batch between two messages
--- are one row (a JSON array, ``seq`` its last one, ``count`` how many).
-CREATE TABLE IF NOT EXISTS events (
-    session_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    is_message INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (session_id, seq)
-) WITHOUT ROWID;
-"""
-
-
-class StoreUnavailable(ValueError):
-    """The store file cannot be used; the message is one line naming the fix."""
-
-
-@dataclass(frozen=True)
-class StoredSession:
-    """One session as the last committed batch left it."""
-
-    session_id: str
-    #: The state as JSON, without its token.
-    state: bytes
-    #: SHA-256 (hex) of the session token, for verifying a reconnecting agent.
-    token_digest: str | None
-    ended_at: float | None
-    updated_at: float
-    #: Its latest events in ``seq`` order, with no gap: the journal's replay log.
-    events: tuple[SessionEvent, ...]
-    #: Every history message it recorded, oldest first (kept beyond the replay log).
-    history: tuple[ChatMessage, ...] = ()
-    #: The highest agent link number whose frame's effects are stored, and its agent process.
-    link_received: int = 0
-    link_epoch: str = ""
-
-    def decode(self, state_type: type[T]) -> T:
-        return msgspec.json.decode(self.state, type=state_type)
-
-
-def token_digest(token: Secret) -> str:
-    return hashlib.sha256(token.reveal().encode()).hexdigest()
-
-
-def digest_matches(given: str | None, digest: str) -> bool:
-    """Constant-time check of a presented token against a stored digest."""
-    if given is None:
-        return False
-    return hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), digest)
-
-
-class StateCodec(Protocol):
-    """What the store needs to know about the state values it keeps."""
-
-    def session_id(self, state: Any) -> str: ...
-
-    def is_ended(self, state: Any) -> bool: ...
-
-    def is_deleted(self, state: Any) -> bool: ...
-
-    def encode(self, state: Any) -> bytes:
-        """JSON without any secret; raises TypeError rather than write one."""
-        ...
-
-
-def _enc_hook(value: Any) -> Any:
-    if isinstance(value, Secret):
-        raise TypeError("a Secret reached the session store; it must be stripped before saving")
-    raise NotImplementedError(f"the session store cannot encode {type(value).__name__}")
-
-
-class PlainCodec:
-    """For any dataclass or Struct with ``session_id`` (and optional ``token``, ``ended``, ``deleted``)."""
-
-    def __init__(self) -> None:
-        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-
-    def session_id(self, state: Any) -> str:
-        return str(state.session_id)
-
-    def is_ended(self, state: Any) -> bool:
-        return bool(getattr(state, "ended", False))
-
-    def is_deleted(self, state: Any) -> bool:
-        return bool(getattr(state, "deleted", False))
-
-    def encode(self, state: Any) -> bytes:
-        if getattr(state, "token", None) is not None:
-            if dataclasses.is_dataclass(state) and not isinstance(state, type):
-                state = dataclasses.replace(state, token=None)
-            elif isinstance(state, msgspec.Struct):
-                state = msgspec.structs.replace(state, token=None)
-        return self._encoder.encode(state)
 
 
 @dataclass(frozen=True)
@@ -185,57 +75,6 @@ class _Links:
 _STOP = object()
 
 
-def open_connection(path: Path, fsync: bool) -> sqlite3.Connection:
-    """Open (or create) the store; StoreUnavailable when it is not usable.
-
-    Nothing is overwritten: a file that is not a Berth store, or that fails
-    its integrity check, is refused as it is.
-    """
-    fix = "fix or move the file away (Berth changed nothing) and start again"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise StoreUnavailable(f"the session store's directory cannot be created: {exc}") from None
-    existed = path.exists()
-    try:
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"the session store {path} cannot be opened: {exc}; {fix}") from None
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables and app_id != APPLICATION_ID:
-            raise StoreUnavailable(f"the session store {path} is an SQLite file but not a Berth store; {fix}")
-        if existed and tables:
-            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if check != "ok":
-                raise StoreUnavailable(f"the session store {path} is corrupt ({check}); {fix}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"the session store {path} was written by a newer Berth (schema {version}); "
-                    "upgrade Berth or use another state dir"
-                )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        conn.executescript(
-            f"{_SCHEMA} PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION};"
-        )
-        # A real write now, so an unwritable file is refused at start, not at the first session.
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)", (time.time(),))
-    except StoreUnavailable:
-        conn.close()
-        raise
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreUnavailable(f"the session store {path} is not usable: {exc}; {fix}") from None
-    try:
-        path.chmod(0o600)
-    except OSError:
-        pass
-    return conn
-
-
 class SqliteStore:
     """``SessionStore`` on SQLite; callers never wait for the disk."""
 
@@ -261,7 +100,7 @@ class SqliteStore:
         self._clock = clock
         #: Events written per session since its replay log was last trimmed.
         self._since_trim: dict[str, int] = {}
-        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+        self._encoder = msgspec.json.Encoder(enc_hook=enc_hook)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: Bytes of event text queued but not committed; past ``queue_bytes`` a
         #: session waits for the writer (backpressure), so a stream faster than
@@ -345,54 +184,14 @@ class SqliteStore:
 
     def load(self, session_id: str | None = None) -> list[StoredSession]:
         """Every stored session (or the one asked for) with its events; committed writes only."""
-        decoder = msgspec.json.Decoder(SessionEvent)
-        run_decoder = msgspec.json.Decoder(list[SessionEvent])
-        reader = sqlite3.connect(self.path)
-        where, args = ("WHERE s.session_id = ?", (session_id,)) if session_id is not None else ("", ())
-        try:
-            rows = reader.execute(
-                "SELECT s.session_id, s.state, t.digest, s.ended_at, s.updated_at, s.trimmed_through, "
-                "s.link_received, s.link_epoch "
-                "FROM sessions s "
-                f"LEFT JOIN tokens t ON t.session_id = s.session_id {where} ORDER BY s.rowid",
-                args,
-            ).fetchall()
-            result = []
-            for sid, state, digest, ended_at, updated_at, trimmed, link_received, link_epoch in rows:
-                stored = reader.execute(
-                    "SELECT is_message, body FROM events WHERE session_id = ? ORDER BY seq", (sid,)
-                ).fetchall()
-                decoded: list[SessionEvent] = []
-                for is_message, body in stored:
-                    if is_message:
-                        decoded.append(decoder.decode(body))
-                    else:
-                        decoded.extend(run_decoder.decode(body))
-                events = tuple(event for event in decoded if event.seq > trimmed)
-                history = tuple(e.message for e in decoded if isinstance(e, MessageAdded))
-                result.append(
-                    StoredSession(
-                        sid,
-                        bytes(state),
-                        digest,
-                        ended_at,
-                        updated_at,
-                        events,
-                        history,
-                        link_received,
-                        link_epoch,
-                    )
-                )
-            return result
-        finally:
-            reader.close()
+        return load_sessions(self.path, session_id)
 
     def purge_expired(self) -> int:
         """Remove ended sessions older than the retention; how many went."""
         now = self._clock()
         self._last_purge = now
         cutoff = now - self._retention
-        with _transaction(self._conn):
+        with transaction(self._conn):
             gone = [
                 sid
                 for (sid,) in self._conn.execute(
@@ -446,7 +245,7 @@ class SqliteStore:
         rows: list[tuple[str, int, bool, int, bytes]] = []
         runs: dict[str, list[SessionEvent]] = {}
         try:
-            with _transaction(self._conn):
+            with transaction(self._conn):
                 since_trim = self._since_trim
                 for item in items:
                     if type(item) is tuple:  # an event (the common case, kept cheap)
@@ -571,26 +370,6 @@ class SqliteStore:
         self._conn.execute("DELETE FROM tokens WHERE session_id = ?", (sid,))
         self._links.pop(sid, None)
         self._links_written.pop(sid, None)
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-                return
-            except sqlite3.Error:
-                self._conn.execute("ROLLBACK")
-                raise
-        self._conn.execute("ROLLBACK")
 
 
 def _text_size(event: SessionEvent) -> int:

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from actors.secret import Secret
-from actors.sqlite_store import SqliteStore, StoreUnavailable, digest_matches
+from actors.sqlite_store import SqliteStore
+from actors.store_file import StoreUnavailable
+from actors.store_records import digest_matches
 from tests.waiting import wait_until
 from transport.protocol import ChatMessage, MessageAdded, SessionInfo, SessionStatus, StreamTokens
 
