@@ -219,6 +219,8 @@ class BerthConfig:
     #: (sent and kept for a resend, or held while it is away); a command that
     #: would go over it is refused with 503, nothing is dropped.
     agent_unacked_bytes: int = 8 * 1024 * 1024
+    #: The same budget in frames.
+    agent_unacked_frames: int = 1000
     #: Open connections (HTTP and WebSocket) the server holds at once; more
     #: are answered 503 and closed. Every agent is one.
     max_connections: int = 12_000
@@ -243,6 +245,7 @@ class BerthConfig:
             "client_outbox_bytes",
             "agent_outbox_bytes",
             "agent_unacked_bytes",
+            "agent_unacked_frames",
             "max_connections",
             "max_connections_per_address",
         ):

@@ -11,7 +11,7 @@ drops a number it already has, so each frame is acted on exactly once.
 
 What the agent has not acknowledged — sent and kept, or held while it is
 away — is bounded in bytes (``rules.unacked_bytes``) and in frames
-(``rules.agent_queue_limit``): a command that would go over is refused with
+(``rules.agent_queue_limit``, ``agent_unacked_frames``): a command that would go over is refused with
 503 and a reason, never dropped later. ``token_update`` is not numbered: every
 connection is given the current token when it attaches, which supersedes a
 lost one, and an old token resent would only be stale.
@@ -54,7 +54,7 @@ def refusal(s: _Step, frame: p.ServerToAgent) -> Rejected | None:
     if len(state.agent_queue) + len(state.unacked) >= rules.agent_queue_limit:
         return Rejected(
             f"the agent has {rules.agent_queue_limit} frames it has not acknowledged (it is unreachable "
-            "or not reading); retry when it reconnects",
+            "or not reading; agent_unacked_frames): retry when it reconnects",
             503,
         )
     size = size_of(frame)

@@ -69,6 +69,7 @@ class SessionRules:
             needs_token=runner not in TOKENLESS_RUNNERS,
             prompt_chars=config.max_prompt_chars,
             unacked_bytes=config.agent_unacked_bytes,
+            agent_queue_limit=config.agent_unacked_frames,
             # A manager's token file, or a session's own image, needs a cold start.
             use_pool=use_pool and not spec.manager and spec.container is None,
             manager=ManagerRules.of(config),

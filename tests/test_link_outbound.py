@@ -121,3 +121,14 @@ def test_after_a_restart_numbers_jump_so_none_is_reused_and_stored_unacked_frame
     assert contents(sent(effects)) == ["two"]
     new = sent(core.send(m.SendUserMessage("three")))
     assert [f.n for f in new] == [3 + RESTART_GAP]
+
+
+def test_commands_past_the_unacknowledged_frame_budget_are_refused_with_503_naming_it():
+    core = live(replace(CONFIG, agent_unacked_frames=2))
+    effects = [core.send(m.ChangeModel(f"m{i}")) for i in range(3)]
+    replies = [next(e.outcome for e in step if isinstance(e, fx.Reply)) for step in effects]
+    assert replies[:2] == [None, None]
+    refused = replies[2]
+    assert isinstance(refused, Rejected) and refused.code == 503 and "agent_unacked_frames" in refused.reason
+    core.send(m.FromAgent("link-1", p.AgentLinkAck(received=2)))
+    assert fx.Reply(None) in core.send(m.ChangeModel("again"))
