@@ -49,7 +49,10 @@ def main() -> int:
         for payload in ws.recv_many():
             if not payload.startswith(b'{"type":"user_message"'):
                 continue
-            content = json.loads(payload).get("content", "")
+            frame = json.loads(payload)
+            content = frame.get("content", "")
+            if frame.get("n"):  # acknowledge it, as every agent must (docs/protocol.md)
+                ws.send_text(b'{"type":"link_ack","received":%d}' % frame["n"])
             command, _, rest = content.partition(" ")
             if command != "/stream" or not rest.strip().isdigit():
                 ws.send_text(b'{"type":"result","result":"","costUsd":0.0,"isError":false}')
