@@ -217,8 +217,9 @@ class BerthConfig:
     agent_outbox_bytes: int = 8 * 1024 * 1024
     #: Bytes of frames for one session's agent it has not acknowledged yet
     #: (sent and kept for a resend, or held while it is away); a command that
-    #: would go over it is refused with 503, nothing is dropped.
-    agent_unacked_bytes: int = 8 * 1024 * 1024
+    #: would go over it is refused with 503, nothing is dropped. Keep it well
+    #: below ``agent_outbox_bytes``: after a reconnect it is all resent at once.
+    agent_unacked_bytes: int = 4 * 1024 * 1024
     #: The same budget in frames.
     agent_unacked_frames: int = 1000
     #: Open connections (HTTP and WebSocket) the server holds at once; more

@@ -54,7 +54,7 @@ class SessionRules:
     prompt_chars: int
     agent_queue_limit: int = 1000
     #: Bytes of frames the agent has not acknowledged (held or sent) before commands are refused.
-    unacked_bytes: int = 8 * 1024 * 1024
+    unacked_bytes: int = 4 * 1024 * 1024
     manager: ManagerRules = field(default_factory=lambda: ManagerRules.of(BerthConfig()))
 
     @classmethod

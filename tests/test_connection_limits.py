@@ -171,8 +171,14 @@ def test_never_reading_clients_are_cut_off_at_their_byte_budget_and_memory_stays
 def test_an_agent_that_stops_reading_is_closed_at_its_byte_budget_and_the_session_lives_on(make_server):
     # A store queue large enough that 15 MB of prompts never wait for the disk: this test is
     # about the agent's outbox. (With the default 4 MiB the agent was, in this file's order,
-    # sometimes never closed: an open question, see the closing note of issue 15.)
-    server = make_server(agent_outbox_bytes=256 * 1024, reconnect_grace=30, store_queue_bytes=64 << 20)
+    # sometimes never closed: an open question, see the closing note of issue 15.) And an
+    # unacknowledged-frames budget above the 15 MB, so no prompt is refused before the close.
+    server = make_server(
+        agent_outbox_bytes=256 * 1024,
+        reconnect_grace=30,
+        store_queue_bytes=64 << 20,
+        agent_unacked_bytes=64 << 20,
+    )
     status, body = rest_call(server.server.http_url, API_TOKEN, "POST", "/api/sessions", {"name": "deaf"})
     assert status == 201, body
     sid = body["session"]["id"]
