@@ -5,6 +5,7 @@ tests/test_end_to_end.py claims real pooled containers through real sockets.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from actors.api import Berth
@@ -131,3 +132,36 @@ def test_pooled_containers_that_keep_dying_are_replaced_with_backoff_not_in_a_lo
     assert not [c for c in pooled(runtime) if c.running]
     clock.advance(5)
     wait_until(lambda: [c for c in pooled(runtime) if c.running], what="the delayed replacement")
+
+
+def test_a_claimed_container_is_adopted_by_a_restarted_container_service_not_swept(tree):
+    runtime = StubRuntime()
+    clock = ManualClock()
+    berth = tree(runtime=runtime, clock=clock, warm_pool_size=1, child_restart_delay=1)
+    root = tree.started[-1][2].secrets_root
+    connect_pool_agents(berth, runtime, 1)
+    sid = berth.create_session(name="warm")
+    wait_until(lambda: berth.pool_status()["claimed"] == 1, what="the claim")
+    claimed = wait_until(
+        lambda: next((c for c in pooled(runtime) if _claim_of(root, c) == sid), None), what="the claim file"
+    )
+    slot_dir = root / claimed.spec.labels["berth.session"]
+    token_file = slot_dir / "session-token"
+    assert token_file.read_text() == berth.lookup(sid).agent_token.reveal()
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    container_actor = berth._children()["container"]
+    container_actor.tell(object())  # the bug that kills it
+    wait_until(lambda: not container_actor.is_alive(), what="the container actor to die")
+    berth.settle()
+    clock.advance(1)
+    wait_until(lambda: berth._children()["container"] is not None, what="the replacement")
+    berth.settle()
+    assert claimed.id in runtime.containers and claimed.id not in runtime.removed
+    assert slot_dir.is_dir()
+    berth.delete_session(sid)
+    wait_until(lambda: claimed.id in runtime.removed, what="the claimed container removed with its session")
+
+
+def _claim_of(root: Path, container: Any) -> str | None:
+    path = root / container.spec.labels["berth.session"] / "session-id"
+    return path.read_text() if path.exists() else None
