@@ -4,7 +4,10 @@ Hypothesis drives several sessions through every input a session can get —
 container started, failed and exited, token answers, agent connects, drops
 and replacements, every agent frame (from the current link and from stale
 ones), every user command, timers firing as time moves, terminate and
-delete — and checks the invariants after every step. The timing rules are
+delete — and checks the invariants after every step. A model of Berth's
+agent receives the numbered frames sent to it, loses those in flight when its
+link drops, acknowledges, and names what it has when it reconnects: every
+frame must reach it exactly once, in order (issue 9). The timing rules are
 checked against the configuration, not against the timers the core armed,
 so a timer armed a second early fails here.
 """
@@ -22,6 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from actors import effects as fx
 from actors import messages as m
 from actors.config import BerthConfig
+from actors.link_outbound import size_of
 from actors.secret import Secret
 from actors.session_state import Connected, Ended, Reconnecting, pending_approval, pending_question
 from tests.core_driver import CoreDriver
@@ -102,6 +106,11 @@ class Life:
     gone: bool = False
     seq: int = 0
     live_links: set[str] = field(default_factory=set)
+    #: The model agent: numbered frames sent on its link not yet read, and the highest it has.
+    in_flight: list[tuple[str, p.ServerToAgent]] = field(default_factory=list)
+    agent_has: int = 0
+    #: Every frame the server sent under each number: a resend must be the same frame.
+    numbered: dict[int, p.ServerToAgent] = field(default_factory=dict)
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -130,8 +139,12 @@ class SessionMachine(RuleBasedStateMachine):
                 case fx.Publish(event=event):
                     assert event.seq == life.seq + 1, "event numbers strictly increase by one"
                     life.seq = event.seq
-                case fx.SendToAgent(link_id=link_id):
+                case fx.SendToAgent(link_id=link_id, frame=frame):
                     assert link_id in life.live_links, "frames go only to a connected link"
+                    n = getattr(frame, "n", 0)
+                    assert n > 0 or isinstance(frame, p.TokenUpdate), f"{frame!r} is not numbered"
+                    assert life.numbered.setdefault(n, frame) == frame, "a number always means one frame"
+                    life.in_flight.append((link_id, frame))
                 case fx.CloseAgentLink(link_id=link_id):
                     life.live_links.discard(link_id)
                 case fx.StopActor(evicted=evicted):
@@ -141,6 +154,10 @@ class SessionMachine(RuleBasedStateMachine):
                         assert self.now >= life.ended_at + CONFIG.eviction_ttl, "evicted before its TTL"
         if isinstance(before.link, Connected) and not isinstance(core.state.link, Connected):
             life.live_links.discard(before.link.link_id)
+        state = core.state
+        held = sum(size_of(f) for f in (*state.agent_queue, *state.unacked))
+        assert state.unacked_size == held, "the byte budget counts exactly what is kept"
+        assert [f.n for f in state.unacked] == sorted({f.n for f in state.unacked}), "kept in order"
         if isinstance(core.state.link, Reconnecting) and not isinstance(before.link, Reconnecting):
             life.disconnected_at = self.now
         if life.ended is None and isinstance(core.state.lifecycle, Ended):
@@ -192,7 +209,7 @@ class SessionMachine(RuleBasedStateMachine):
         life.links += 1
         link_id = f"link-{life.links}"
         life.live_links.add(link_id)
-        self.feed(life, m.AgentConnected(link_id))
+        self.feed(life, m.AgentConnected(link_id, received=life.agent_has))
 
     @precondition(lambda self: self.lives)
     @rule(i=st.integers(0, 3))
@@ -209,6 +226,40 @@ class SessionMachine(RuleBasedStateMachine):
         link = life.core.state.link
         link_id = link.link_id if isinstance(link, Connected) and not stale else "link-0"
         self.feed(life, m.AgentDetached(link_id, "network"))
+
+    @precondition(lambda self: self.lives)
+    @rule(i=st.integers(0, 3), ack=st.booleans())
+    def agent_reads(self, i: int, ack: bool) -> None:
+        """The model agent reads what reached it: each number once, in order; then maybe acks."""
+        life = self.pick(i)
+        link = life.core.state.link
+        current = link.link_id if isinstance(link, Connected) else None
+        for link_id, frame in life.in_flight:
+            if link_id != current:
+                continue  # lost in flight when its link went
+            n = getattr(frame, "n", 0)
+            if n == 0:
+                continue
+            if n <= life.agent_has:
+                continue  # a resend of one it has: dropped, as agent.connection does
+            assert n == life.agent_has + 1, f"frame {n} after {life.agent_has}: one was lost"
+            life.agent_has = n
+        life.in_flight.clear()
+        if ack and isinstance(link, Connected):
+            self.feed(life, m.FromAgent(link.link_id, p.AgentLinkAck(received=life.agent_has)))
+
+    @precondition(lambda self: self.lives)
+    @rule(i=st.integers(0, 3))
+    def a_prompt_is_lost_in_flight_then_the_agent_comes_back(self, i: int) -> None:
+        """The drop the numbering is for, as one step so that it is frequent: a prompt
+        written to the link, the link gone before the agent read it, a reconnect."""
+        life = self.pick(i)
+        link = life.core.state.link
+        if isinstance(link, Connected):
+            self.feed(life, m.SendUserMessage("in flight"))
+            self.feed(life, m.AgentDetached(link.link_id, "network"))
+        self.agent_connects(i)
+        self.agent_reads(i, ack=False)
 
     @precondition(lambda self: self.lives)
     @rule(i=st.integers(0, 3), frame=frames, stale=st.booleans())
