@@ -7,9 +7,13 @@ them that loses the bytes in flight when the link dies.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,6 +126,55 @@ def test_a_message_the_agent_got_but_whose_acknowledgement_was_lost_is_not_hande
     _prompt(server, sid, "next")
     wait_until(lambda: len(agent.prompts()) >= 2, what="the next message")
     assert agent.prompts() == ["got it", "next"]
+
+
+def test_the_real_agent_runs_a_prompt_lost_in_flight_exactly_once_after_its_link_drops(running, tmp_path):
+    code, body = call(running, "POST", "/api/sessions", {"name": "real agent", "runner": "builtin"})
+    assert code == 201, body
+    sid = body["session"]["id"]
+    wait_until(lambda: running.runtime.by_session(sid), what="container")
+    proxy = TcpProxy(running.server.port)
+    agent = _host_agent(tmp_path, f"ws://127.0.0.1:{proxy.port}", sid, running.berth.lookup(sid).agent_token)
+    try:
+        wait_until(lambda: status(running, sid) == "idle", timeout=30, what="the agent ready")
+        proxy.swallow("down")
+        _prompt(running, sid, "lost in flight")
+        wait_until(lambda: b"lost in flight" in proxy.swallowed["down"], what="the server wrote the prompt")
+        proxy.cut()
+
+        def replies() -> list[str]:
+            messages = call(running, "GET", f"/api/sessions/{sid}")[1]["messages"]
+            return [m["content"] for m in messages if m["kind"] == "assistant"]
+
+        wait_until(lambda: replies(), timeout=30, what="the turn to run after the reconnect")
+        _prompt(running, sid, "after")
+        wait_until(lambda: len(replies()) >= 2, timeout=30, what="the next turn")
+        assert replies() == ["You said: lost in flight", "You said: after"]  # each turn once
+        assert status(running, sid) == "idle"
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        proxy.close()
+
+
+def _host_agent(home: Path, server_url: str, sid: str, token: Secret) -> subprocess.Popen[bytes]:
+    """Berth's agent as a process on the host (builtin runner), as the benchmarks run it."""
+    for part in ("secrets", "workspace"):
+        (home / part).mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "BERTH_SESSION_ID": sid,
+        "BERTH_SERVER_URL": server_url,
+        "BERTH_SESSION_TOKEN": token.reveal(),
+        "BERTH_RUNNER": "builtin",
+        "BERTH_SECRETS_DIR": str(home / "secrets"),
+        "BERTH_WORKSPACE": str(home / "workspace"),
+        "CLAUDE_CONFIG_DIR": str(home / "claude"),
+        "HOME": str(home),
+        "BERTH_BACKOFF_CAP": "0.2",
+    }
+    repo = Path(__file__).resolve().parent.parent
+    return subprocess.Popen([sys.executable, "-m", "agent"], cwd=repo, env=env)
 
 
 def test_an_agent_upgrade_with_a_malformed_received_header_is_refused_with_a_clear_400(running):
