@@ -63,6 +63,9 @@ class ConnectionConfig:
     max_batch_chars: int = 64 * 1024
     connect_timeout: float = 10.0
     ping_interval: float = 20.0
+    #: How long a ``link_ack`` waits, so that one covers a burst and the frames
+    #: a turn sends at once (its result) go out first.
+    ack_delay: float = 0.02
 
 
 class ConnectionStopped(RuntimeError):
@@ -105,8 +108,8 @@ class AgentConnection:
         self._ping_wanted = False
         #: The highest numbered server frame handed to ``on_frame`` (for this process's life).
         self._server_received = 0
-        #: ``_server_received`` is ahead of what the server was last told.
-        self._ack_wanted = False
+        #: When to tell the server ``_server_received`` (monotonic); None: it knows.
+        self._ack_at: float | None = None
         self._draining = False
         self._closing = False
         self._writer_exit = False
@@ -270,7 +273,7 @@ class AgentConnection:
             log.warning("cannot read the session token: %s", exc)
             return None
         with self._cond:
-            self._ack_wanted = False  # the upgrade says it
+            self._ack_at = None  # the upgrade says it
             hello = [f"X-Berth-Link: {self._epoch}", f"X-Berth-Received: {self._server_received}"]
         try:
             ws = websocket.create_connection(
@@ -373,8 +376,9 @@ class AgentConnection:
             log.exception("handling a %s frame failed", type(frame).__name__)
         if n:
             with self._cond:
-                self._ack_wanted = True
-                self._cond.notify_all()
+                if self._ack_at is None:
+                    self._ack_at = time.monotonic() + self._config.ack_delay
+                    self._cond.notify_all()
 
     def _first_time(self, n: int) -> bool:
         """True for a server frame number not seen yet (the reader thread alone calls this)."""
@@ -432,18 +436,20 @@ class AgentConnection:
         while True:
             if self._writer_exit:
                 return None
-            ws, wait = self._ws, None
+            ws, wait, ack_wait = self._ws, None, None
             if ws is not None and not self._inflight:
                 if self._ping_wanted:
                     self._ping_wanted = False
                     self._inflight = True
                     return ws, None
-                if self._ack_wanted:
-                    self._ack_wanted = False
-                    self._inflight = True
-                    return ws, encode_bytes(AgentLinkAck(received=self._server_received))
+                if self._ack_at is not None:
+                    ack_wait = self._ack_at - time.monotonic()
+                    if ack_wait <= 0:
+                        self._ack_at = None
+                        self._inflight = True
+                        return ws, encode_bytes(AgentLinkAck(received=self._server_received))
                 if not self._resumed:
-                    self._cond.wait(None)
+                    self._cond.wait(ack_wait)
                     continue
                 if self._resend:
                     self._inflight = True
@@ -452,7 +458,14 @@ class AgentConnection:
                 if entry is not None:
                     self._inflight = True
                     return ws, entry
-            self._cond.wait(wait)
+            self._cond.wait(_sooner(wait, ack_wait))
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    """The shorter of two waits (None: no limit)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b)
 
 
 def _abort(ws: websocket.WebSocket) -> None:
