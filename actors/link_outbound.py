@@ -48,8 +48,8 @@ def size_of(frame: p.ServerToAgent) -> int:
     return len(p.encode_bytes(frame))
 
 
-def refusal(s: _Step, frame: p.ServerToAgent) -> Rejected | None:
-    """Why ``frame`` may not be taken on (the budget is spent), or None."""
+def refusal(s: _Step, frame: p.ServerToAgent, size: int) -> Rejected | None:
+    """Why ``frame`` (``size`` bytes) may not be taken on (the budget is spent), or None."""
     state, rules = s.s, s.s.rules
     if len(state.agent_queue) + len(state.unacked) >= rules.agent_queue_limit:
         return Rejected(
@@ -57,7 +57,6 @@ def refusal(s: _Step, frame: p.ServerToAgent) -> Rejected | None:
             "or not reading; agent_unacked_frames): retry when it reconnects",
             503,
         )
-    size = size_of(frame)
     if state.unacked_size + size > rules.unacked_bytes:
         return Rejected(
             f"the agent has not acknowledged {state.unacked_size} bytes of frames and this one is {size}; "
@@ -67,22 +66,23 @@ def refusal(s: _Step, frame: p.ServerToAgent) -> Rejected | None:
     return None
 
 
-def hold(s: _Step, frame: p.ServerToAgent) -> None:
-    """Keep ``frame`` for an agent that is away or not ready yet (sent by ``send_held``)."""
-    s.set(agent_queue=(*s.s.agent_queue, frame), unacked_size=s.s.unacked_size + size_of(frame))
+def hold(s: _Step, frame: p.ServerToAgent, size: int) -> None:
+    """Keep ``frame`` (``size_of`` it: ``size``) for an agent that is away or not ready yet
+    (sent by ``send_held``)."""
+    s.set(agent_queue=(*s.s.agent_queue, frame), unacked_size=s.s.unacked_size + size)
 
 
-def send(s: _Step, link_id: str, frame: p.ServerToAgent, counted: bool = False) -> None:
+def send(s: _Step, link_id: str, frame: p.ServerToAgent, size: int | None = None) -> None:
     """Number ``frame``, keep it until acknowledged and send it on ``link_id``.
 
-    ``counted``: its bytes are already in the budget (it was held)."""
+    ``size``: its ``size_of``, if known; 0 when its bytes are already in the budget (it was held)."""
     if not isinstance(frame, p.NumberedToAgent):
         s.emit(fx.SendToAgent(link_id, frame))
         return
     n = s.s.link_out + 1
     numbered = replace_struct(frame, n=n)
-    size = s.s.unacked_size if counted else s.s.unacked_size + size_of(frame)
-    s.set(link_out=n, unacked=(*s.s.unacked, numbered), unacked_size=size)
+    total = s.s.unacked_size + (size_of(frame) if size is None else size)
+    s.set(link_out=n, unacked=(*s.s.unacked, numbered), unacked_size=total)
     s.emit(fx.SendToAgent(link_id, numbered))
 
 
@@ -91,7 +91,7 @@ def send_held(s: _Step, link_id: str) -> None:
     held = s.s.agent_queue
     s.set(agent_queue=())
     for frame in held:
-        send(s, link_id, frame, counted=True)
+        send(s, link_id, frame, size=0)
 
 
 def acked(s: _Step, received: int) -> None:

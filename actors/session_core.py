@@ -417,13 +417,14 @@ class _Step:
     def to_agent(self, frame: p.ServerToAgent) -> Rejected | None:
         """Send now to a ready agent; hold for one that is away or still starting.
         Either way it is kept until the agent acknowledges it (``actors.link_outbound``)."""
-        refused = outbound.refusal(self, frame)
+        size = outbound.size_of(frame)
+        refused = outbound.refusal(self, frame, size)
         if refused is not None:
             return refused
         if isinstance(self.s.link, Connected) and isinstance(self.s.lifecycle, Live):
-            outbound.send(self, self.s.link.link_id, frame)
+            outbound.send(self, self.s.link.link_id, frame, size)
         else:
-            outbound.hold(self, frame)
+            outbound.hold(self, frame, size)
         return None
 
     # ------------------------------------------------------------ commands
