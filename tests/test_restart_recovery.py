@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from actors.runtime import LABEL_SESSION
@@ -141,7 +142,10 @@ def _pool_containers(d: Deployment) -> list[dict[str, Any]]:
 def _pooled_agent_waiting(d: Deployment) -> dict[str, Any] | None:
     """A running pool container whose agent is connected to its slot (so a create claims it)."""
     for container in _pool_containers(d):
-        logs = d.docker.api.logs(container["Id"]).decode(errors="replace")
+        try:
+            logs = d.docker.api.logs(container["Id"]).decode(errors="replace")
+        except docker.errors.NotFound:
+            continue  # replaced by the pool meanwhile
         if container["State"] == "running" and "(connection 1)" in logs:
             return container
     return None
