@@ -1,4 +1,10 @@
-"""Drive a session as its agent would, through actor messages."""
+"""Drive a session as its agent would, through actor messages.
+
+The double is one agent process per session, as Berth's agent is: a link
+attached again (after a drop or a server restart) says it has every numbered
+frame the session's earlier links were sent (``X-Berth-Received``), so
+nothing is resent to it that it already got.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,15 @@ from actors.messages import AgentAttached, AgentDetached, FromAgent
 from tests.fake_link import FakeLink
 from transport.protocol import AgentToServer
 
+#: Every link attached per session id (ids are unique across tests).
+_links: dict[str, list[FakeLink]] = {}
+
 
 def attach(berth: Berth, session_id: str, link: FakeLink | None = None) -> FakeLink:
     link = link or FakeLink()
+    earlier = _links.setdefault(session_id, [])
+    link.received = max((old.highest_number() for old in earlier), default=0)
+    earlier.append(link)
     ref = berth.lookup(session_id).ref
     assert ref is not None
     ref.tell(AgentAttached(link))

@@ -15,6 +15,8 @@ class FakeLink:
         self._link_id = f"link-{next(_ids)}"
         self.sent: list[ServerToAgent] = []
         self.closed: tuple[int, str] | None = None
+        #: What its agent says it has of the server's numbered frames (``X-Berth-Received``).
+        self.received = 0
         self._lock = threading.Lock()
 
     @property
@@ -28,6 +30,11 @@ class FakeLink:
     def close(self, code: int, reason: str) -> None:
         with self._lock:
             self.closed = (code, reason)
+
+    def highest_number(self) -> int:
+        """The highest link number among the frames sent here (0: none numbered)."""
+        with self._lock:
+            return max((getattr(f, "n", 0) for f in self.sent), default=0)
 
     def frames(self, kind: type) -> list[ServerToAgent]:
         with self._lock:

@@ -83,7 +83,8 @@ def restart(d: CoreDriver, config: BerthConfig, down: float, mono: float = 7.0) 
     assert found.restored.then == ()
     after = CoreDriver(found.restored.state, now=mono, wall_offset=clock.wall() - mono)
     after._take((found.restored.state, found.restored.effects))
-    after.send(m.AgentConnected("link-2"))
+    # The same agent process, which got every frame sent before the restart (X-Berth-Received).
+    after.send(m.AgentConnected("link-2", received=d.state.link_out))
     return after
 
 
