@@ -197,10 +197,14 @@ class AgentConnection:
             return self._cond.wait_for(self._drained_locked, timeout)
 
     def _drained_locked(self) -> bool:
-        return (not self._outbox and not self._resend and not self._inflight) or self.stopped.is_set()
+        """Everything sent and acknowledged: an agent that exits right after its last
+        frame (a fatal error) must not let its container's exit overtake that frame."""
+        idle = not self._outbox and not self._resend and not self._inflight and not self._sent
+        return idle or self.stopped.is_set()
 
     def close(self, timeout: float = 5.0, reason: str = "agent exit") -> None:
-        """Send what is queued (up to ``timeout``), close with 1000, stop both threads."""
+        """Send what is queued and wait for the server to acknowledge it (up to
+        ``timeout``), close with 1000, stop both threads."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._draining = True

@@ -18,7 +18,7 @@ from agent.outbox import OutboxFull
 from agent.reconnect import CloseInfo, agent_url, backoff_delay
 from tests.agent.helpers import wait_until
 from tests.agent.ws_server import AgentServer, ServerConn
-from transport.protocol import AgentError, Result, ServerToAgent, SetupProgress, Stream, UserMessage
+from transport.protocol import AgentError, LinkAck, Result, ServerToAgent, SetupProgress, Stream, UserMessage
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -332,3 +332,20 @@ def test_a_resent_server_frame_is_handed_on_once_acknowledged_and_named_in_the_n
     conn.drop()
     again: ServerConn = server.wait_connection(1)
     assert again.hello_received == "2"
+
+
+def test_closing_waits_until_the_server_acknowledged_the_last_frame(server, clients):
+    """A fatal error is the agent's last frame before it exits: its container's exit
+    must not reach the server before the frame itself."""
+    server.ack_frames = False
+    client = clients(server)
+    conn = server.wait_connection(0)
+    client.conn.send(AgentError(message="the runner cannot start", fatal=True))
+    conn.wait_for("error")
+    closer = threading.Thread(target=client.conn.close, kwargs={"timeout": 10})
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "close returned before the server acknowledged the error"
+    conn.send(LinkAck(received=server.link_received))
+    closer.join(5)
+    assert not closer.is_alive()

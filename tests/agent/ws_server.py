@@ -111,6 +111,8 @@ class AgentServer:
         self.link_received = 0
         #: Like Berth: say link_resume on connect and acknowledge every frame.
         self.link_protocol = True
+        #: False: take frames but hold their link_ack back (a server busy storing them).
+        self.ack_frames = True
         self._cond = threading.Condition()
         self._httpd: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -173,7 +175,7 @@ class AgentServer:
                             continue  # a resend of what we have
                         self.link_received = n
                     conn.add(data)
-                    if self.link_protocol and n:
+                    if self.link_protocol and n and self.ack_frames:
                         try:
                             conn.send(LinkAck(received=n))
                         except simple_websocket.ConnectionClosed:
