@@ -99,6 +99,9 @@ class BerthConfig:
     agent_orphan_timeout: float = 600.0
     #: Longest wait between an agent's reconnect attempts (full jitter below it).
     agent_backoff_cap: float = 10.0
+    #: An agent pings a server silent this long (and reconnects after twice that);
+    #: keep it at least the server's ``ping_interval``, so one side pings, not both.
+    agent_ping_interval: float = 45.0
     #: Pre-started containers waiting for a session (0 = no pool).
     warm_pool_size: int = 0
     #: Wait before starting a pooled container again after a failed start.
@@ -254,6 +257,8 @@ class BerthConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.sessions_api_keepalive <= 0:
             raise ValueError("sessions_api_keepalive must be > 0 seconds")
+        if self.agent_ping_interval <= 0:
+            raise ValueError("agent_ping_interval must be > 0 seconds")
         for name in (
             "eviction_ttl",
             "startup_timeout",

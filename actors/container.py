@@ -300,6 +300,7 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
             **claude_code_env(self._config),
             "BERTH_MAX_FRAME_BYTES": str(self._config.max_agent_frame_bytes),
             "BERTH_BACKOFF_CAP": str(self._config.agent_backoff_cap),
+            "BERTH_PING_INTERVAL": str(self._config.agent_ping_interval),
             **dict(self._config.container_env),
             **msg.env,
             **dict(own.env if own else ()),

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8765
-    #: Seconds between pings that detect dead peers; None disables them.
-    ping_interval: float | None = 20.0
+    #: Seconds of a peer's silence before the server pings it (a peer silent for
+    #: another interval is dropped); None disables pings. 45 s stays under the 60 s
+    #: idle timeout of common proxies and costs 10,000 idle peers ~220 pings a second.
+    ping_interval: float | None = 45.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
