@@ -104,9 +104,12 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: Bytes of event text queued but not committed; past ``queue_bytes`` a
         #: session waits for the writer (backpressure), so a stream faster than
-        #: the disk cannot grow the server's memory without bound.
+        #: the disk cannot grow the server's memory without bound. Only a session
+        #: over its share waits (``_must_wait``): one that floods cannot stall the rest.
         self._queue_bytes = queue_bytes
         self._queued = 0
+        #: The same, per session (only sessions with bytes queued have an entry).
+        self._queued_by: dict[str, int] = {}
         self._room = threading.Condition()
         #: Agent link positions noted by sessions, and the ones last written.
         self._links: dict[str, tuple[str, int]] = {}
@@ -131,14 +134,31 @@ class SqliteStore:
 
     def append_event(self, session_id: str, event: SessionEvent) -> None:
         size = _text_size(event)
-        if self._queued + size > self._queue_bytes and not self._closed:
-            with self._room:
-                while self._queued > 0 and self._queued + size > self._queue_bytes and not self._closed:
-                    self._urgent.set()
-                    self._room.wait(0.5)
         with self._room:
+            while self._must_wait(session_id, size):
+                self._urgent.set()
+                self._room.wait(0.5)
             self._queued += size
+            self._queued_by[session_id] = self._queued_by.get(session_id, 0) + size
         self._queue.put((session_id, event))  # a bare tuple: the relay path's one cost here
+
+    def queued_bytes(self) -> int:
+        """Event text queued and not yet committed (what the bound applies to)."""
+        with self._room:
+            return self._queued
+
+    def _must_wait(self, session_id: str, size: int) -> bool:
+        """Whether a session must wait for the writer before it queues ``size`` more (lock held).
+
+        Only when the queue is over its bound, and then only a session over its
+        fair share of it (the bound split among the sessions with bytes queued):
+        a session streaming faster than the disk waits for its own bytes, never
+        another session behind them. One with nothing queued never waits, so a
+        single event larger than the bound still goes through."""
+        if self._closed or self._queued + size <= self._queue_bytes:
+            return False
+        own = self._queued_by.get(session_id, 0)
+        return own > 0 and own + size > self._queue_bytes // len(self._queued_by)
 
     def forget(self, session_id: str) -> None:
         self._queue.put(_Forget(session_id))
@@ -232,9 +252,16 @@ class SqliteStore:
         """Write ``items`` in one transaction; what could not be written is returned for a retry."""
         left = self._write(items)
         if not left:
-            written = sum(_text_size(item[1]) for item in items if type(item) is tuple)
+            written: dict[str, int] = {}
+            for item in items:
+                if type(item) is tuple:
+                    written[item[0]] = written.get(item[0], 0) + _text_size(item[1])
             with self._room:
-                self._queued = max(0, self._queued - written)
+                for sid, size in written.items():
+                    own = self._queued_by.pop(sid, 0) - size
+                    if own > 0:
+                        self._queued_by[sid] = own
+                self._queued = max(0, self._queued - sum(written.values()))
                 self._room.notify_all()
         return left
 

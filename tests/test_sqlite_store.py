@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,3 +290,51 @@ def test_a_kill_9_loses_at_most_the_last_batch_window(tmp_path: Path) -> None:
     # The window, plus one commit and scheduling on a shared CI machine.
     print(f"kill -9 lost the last {lost * 1000:.0f} ms of writes")
     assert lost < window + 0.15, f"lost the last {lost * 1000:.0f} ms"
+
+
+
+def test_a_session_over_its_share_of_the_write_queue_waits_but_another_session_does_not(
+    tmp_path: Path,
+) -> None:
+    store = _store(tmp_path / "s.sqlite3", queue_bytes=64 * 1024)
+    store.save_session(_state("a"))
+    store.save_session(_state("b"))
+    stalled, release = threading.Event(), threading.Event()
+
+    def slow_disk() -> None:  # the writer is held up until the end of the test
+        stalled.set()
+        release.wait(30)
+
+    store.when_durable(slow_disk)
+    assert stalled.wait(5)
+
+    def tokens(sid: str, seq: int, size: int) -> StreamTokens:
+        return StreamTokens(session_id=sid, seq=seq, message_id="m", tokens=["x" * size])
+
+    def flood() -> None:  # 160 KB for a 64 KB queue
+        for seq in range(1, 21):
+            store.append_event("a", tokens("a", seq, 8000))
+
+    def quiet() -> None:  # 5.5 KB more: over the bound, but far below b's share
+        for seq in range(1, 6):
+            store.append_event("b", tokens("b", seq, 1000))
+
+    flooding, talking = threading.Thread(target=flood), threading.Thread(target=quiet)
+    try:
+        flooding.start()
+        wait_until(lambda: store.queued_bytes() > 56 * 1024, timeout=5, what="session a to fill the queue")
+        talking.start()
+        talking.join(timeout=5)
+        assert not talking.is_alive(), "session b waited for the disk behind session a's bytes"
+        assert flooding.is_alive(), "session a went over the queue's bound without waiting"
+    finally:
+        release.set()
+        flooding.join(timeout=10)
+        talking.join(timeout=10)
+        store.close()
+    reopened = _store(tmp_path / "s.sqlite3")
+    try:
+        stored = {s.session_id: [e.seq for e in s.events] for s in reopened.load()}
+    finally:
+        reopened.close()
+    assert stored == {"a": list(range(1, 21)), "b": list(range(1, 6))}
