@@ -34,6 +34,10 @@ _POSITIVE_LIMITS = (
     "max_reason_chars",
     "agent_frame_rate",
     "agent_frame_burst",
+    "agent_byte_rate",
+    "agent_byte_burst",
+    "agent_mailbox_backlog",
+    "ws_messages_per_turn",
 )
 
 
@@ -212,6 +216,23 @@ class BerthConfig:
     agent_frame_rate: float = 2000.0
     #: Frames an agent may send in a burst above ``agent_frame_rate``.
     agent_frame_burst: int = 20_000
+    #: Bytes per second an agent may send, sustained (a real agent's tokens and
+    #: tool results are far below it); above it, as for frames, the server reads
+    #: its socket more slowly. With the frame rate it bounds the share of the
+    #: server one session's agent can take from the others.
+    agent_byte_rate: float = 8 * 1024 * 1024
+    #: Bytes an agent may send in a burst above ``agent_byte_rate``.
+    agent_byte_burst: int = 64 * 1024 * 1024
+    #: Messages waiting in a session's mailbox past which the server stops
+    #: reading that session's agent until the session has caught up: what an
+    #: agent sends faster than its session takes it waits in the agent (TCP
+    #: pushes back), not in the server's memory.
+    agent_mailbox_backlog: int = 16
+    #: How often the server checks whether such a session has caught up.
+    agent_backlog_poll: float = 0.002
+    #: WebSocket messages one connection hands on per turn of the I/O loop; the
+    #: rest of what it read waits until every other ready connection had its turn.
+    ws_messages_per_turn: int = 64
     #: Bytes queued for one client WebSocket (not yet taken by its socket)
     #: before it is closed with 4008; it resubscribes with ``since``.
     client_outbox_bytes: int = 8 * 1024 * 1024
@@ -255,10 +276,9 @@ class BerthConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.sessions_api_keepalive <= 0:
-            raise ValueError("sessions_api_keepalive must be > 0 seconds")
-        if self.agent_ping_interval <= 0:
-            raise ValueError("agent_ping_interval must be > 0 seconds")
+        for name in ("sessions_api_keepalive", "agent_ping_interval", "agent_backlog_poll"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 seconds")
         for name in (
             "eviction_ttl",
             "startup_timeout",

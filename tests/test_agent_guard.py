@@ -30,6 +30,19 @@ def test_a_new_connection_of_the_same_session_does_not_get_a_fresh_budget():
     assert guards.for_key("s2").pause(now) == 0.0  # another session has its own
 
 
+def test_a_session_over_its_byte_budget_waits_even_within_its_frame_budget():
+    config = BerthConfig(
+        agent_frame_rate=1e3, agent_frame_burst=10, agent_byte_rate=1e3, agent_byte_burst=3000
+    )
+    limits = Limits.from_config(config)
+    guard = AgentGuards(limits).for_key("s")
+    assert [guard.pause(0.0, 1000) for _ in range(3)] == [0.0, 0.0, 0.0]  # the byte burst
+    assert guard.pause(0.0, 500) == pytest.approx(0.5)  # 500 bytes over at 1000 bytes/s
+    assert guard.pause(0.0, 10) == pytest.approx(0.51)  # a small frame waits too: the debt is the session's
+    assert guard.pause(10.0, 2000) == 0.0  # refilled (to the burst, no further)
+    assert guard.pause(10.0, 1500) == pytest.approx(0.5)
+
+
 def test_an_agent_authored_user_message_and_an_oversized_model_are_refused():
     guard = AgentGuards(Limits.from_config(BerthConfig(max_model_chars=10))).for_key("s")
     forged = b'{"type":"sdk_message","message":{"id":"1","kind":"user","content":"x","timestamp":1}}'

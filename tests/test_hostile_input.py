@@ -8,8 +8,12 @@ session it was aimed at keeps working.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
+import struct
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from actors import messages as m
 from actors.secret import Secret
 from tests.rest_client import rest_call
 from tests.stub_runtime import StubRuntime
@@ -29,17 +34,30 @@ from transport.settings import ServerSettings
 API_TOKEN = "hostile-input-test-token-0123456789abcdef"
 
 
-@pytest.fixture
-def running(base_config) -> Iterator[RunningServer]:
+def _start(config: Any) -> RunningServer:
     runtime = StubRuntime()
     server = start_server(
-        replace(base_config, agent_frame_rate=200.0, agent_frame_burst=50),
+        config,
         ServerSettings(port=0),
         api_token=Secret(API_TOKEN),
         runtime=runtime,
         environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-hostile-test-token"},
     )
     server.runtime = runtime  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture
+def running(base_config) -> Iterator[RunningServer]:
+    server = _start(replace(base_config, agent_frame_rate=200.0, agent_frame_burst=50))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unhurried(base_config) -> Iterator[RunningServer]:
+    """A server with the default agent frame budget (it allows the thousands of frames a test sends)."""
+    server = _start(base_config)
     yield server
     server.stop()
 
@@ -70,6 +88,11 @@ def create_ready(server: RunningServer) -> tuple[str, WsPeer]:
 
 def status_of(server: RunningServer, sid: str) -> str:
     return str(call(server, "GET", f"/api/sessions/{sid}")[1]["session"]["status"])
+
+
+def unread(sock: socket.socket) -> int:
+    """Bytes waiting in a socket's receive queue (sent by the peer, not read by the server)."""
+    return int(struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
 def rss_mb() -> float:
@@ -302,6 +325,53 @@ def test_a_flooding_agent_is_slowed_to_its_frame_budget_and_nothing_is_lost(runn
     elapsed = time.monotonic() - started
     assert received == [f"{i} " for i in range(count)]
     assert elapsed >= (count - 50) / 200 * 0.9, f"{count} frames relayed in {elapsed:.2f} s: not limited"
+
+
+def test_an_agent_is_not_read_while_its_session_is_behind_and_nothing_it_sent_is_lost(unhurried):
+    running = unhurried
+    sid, agent = create_ready(running)
+    client = client_for(running)
+    client.send({"type": "subscribe", "sessionId": sid})
+    client.recv_until(lambda f: f["type"] == "snapshot")
+    ref = running.berth.lookup(sid).ref
+    gate, held = threading.Event(), threading.Event()
+
+    def slow_subscriber(event: Any) -> None:  # holds the session's actor on its first event
+        if not held.is_set():
+            held.set()
+            gate.wait(30)
+
+    link = next(c for c in list(running.server.connections._open) if c.id.startswith("agent-"))
+    count, backlog = 4000, running.server.config.agent_mailbox_backlog
+    pad = "x" * 996
+    frames = [
+        json.dumps({"type": "stream", "messageId": "m", "tokens": [f"{i:04d}{pad}"]}) for i in range(count)
+    ]
+
+    def send_all() -> None:
+        for frame in frames:
+            agent.send_raw(frame)
+
+    sender = threading.Thread(target=send_all, daemon=True)
+    ref.tell(m.Subscribe(slow_subscriber, None))
+    try:
+        assert held.wait(10)
+        sender.start()  # 4 MB, faster than the held session takes it
+        wait_until(
+            lambda: link.ws.reading_paused and ref.actor_inbox.qsize() > backlog,
+            timeout=20,
+            what="the server to stop reading the agent once the session's mailbox is full",
+        )
+        assert ref.actor_inbox.qsize() <= backlog + 1  # one read more than the limit, no more
+        wait_until(lambda: unread(link.ws._sock) > 0, what="the agent's frames to wait in its socket")
+        assert link.ws.reading_paused and ref.actor_inbox.qsize() <= backlog + 1
+    finally:
+        gate.set()
+    received: list[str] = []
+    while len(received) < count:
+        received.extend(client.recv_until(lambda f: f["type"] == "stream", timeout=30)[0]["tokens"])
+    sender.join(10)
+    assert [token[:4] for token in received] == [f"{i:04d}" for i in range(count)]
 
 
 # ------------------------------------------------------------------ the /v1/ sessions API

@@ -4,7 +4,10 @@ sends after the close, keep-alive timers."""
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +35,10 @@ class _Server:
         self.loop.start()
         self.accepted: list[WebSocket] = []
         self.received: list[list[str | bytes]] = []
+        #: (connection index, message) in the order the loop handed them on, and a
+        #: test's hook that runs on the loop's thread at each hand-on.
+        self.order: list[tuple[int, str | bytes]] = []
+        self.on_delivery: Any = None
         self.closed: list[str] = []
         self.httpd = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=RequestHandler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -40,7 +47,15 @@ class _Server:
 
     def app(self, environ: dict[str, Any], start_response: Any) -> Any:
         sock, conn = accept(environ)
-        ws = WebSocket(self.loop, sock, conn, self.limits, self.received.append, self.closed.append)
+        index = len(self.accepted)
+
+        def delivered(messages: list[str | bytes]) -> None:
+            self.received.append(messages)
+            self.order.extend((index, message) for message in messages)
+            if self.on_delivery is not None:
+                self.on_delivery(index)
+
+        ws = WebSocket(self.loop, sock, conn, self.limits, delivered, self.closed.append)
         self.accepted.append(ws)
         ws.start()
         environ["berth.websocket"] = True
@@ -67,8 +82,10 @@ def serve() -> Iterator[Any]:
         max_message_size: int = 1 << 20,
         ping_interval: float | None = None,
         close_timeout: float = 5.0,
+        messages_per_turn: int = 64,
     ) -> _Server:
-        servers.append(_Server(Limits(outbox_bytes, max_message_size, ping_interval, close_timeout)))
+        limits = Limits(outbox_bytes, max_message_size, ping_interval, close_timeout, messages_per_turn)
+        servers.append(_Server(limits))
         return servers[-1]
 
     yield start
@@ -149,6 +166,51 @@ def test_frames_that_arrive_in_one_read_reach_the_handler_as_one_call(serve):
     assert len(server.received) == 1
     assert server.received[0] == [f"frame {i}" for i in range(50)]
     raw.close()
+
+
+def _unread(sock: socket.socket) -> int:
+    """Bytes waiting in a socket's receive queue."""
+    return int(struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
+def test_a_frame_on_one_connection_is_handed_on_within_two_loop_turns_of_anothers_backlog(serve):
+    server = serve(messages_per_turn=8)
+    flooder, flooder_side = server.connect()
+    quiet, quiet_side = server.connect()
+    gate, held = threading.Event(), threading.Event()
+
+    def hold_the_loop() -> None:
+        held.set()
+        gate.wait(30)
+
+    server.loop.call_soon(hold_the_loop)
+    assert held.wait(10)
+    flood = b"".join(_masked_text(f"f{i}".encode()) for i in range(20_000))  # 240 KB of tiny frames
+    sender = threading.Thread(target=flooder.sock.sendall, args=(flood,), daemon=True)
+    sender.start()
+    wait_until(lambda: _unread(flooder_side._sock) >= 32 * 1024, what="a backlog in the flooder's socket")
+    seen: dict[str, int] = {}
+
+    def on_delivery(index: int) -> None:  # on the loop: the quiet peer speaks once the flood is being read
+        if index == 0 and "sent" not in seen:
+            seen["sent"] = server.loop.wakeups
+            quiet.sock.sendall(_masked_text(b"quiet"))
+            deadline = time.monotonic() + 10
+            while not _unread(quiet_side._sock) and time.monotonic() < deadline:
+                pass
+        if index == 1:
+            seen["delivered"] = server.loop.wakeups
+
+    server.on_delivery = on_delivery
+    gate.set()
+    wait_until(lambda: len(server.order) == 20_001, timeout=30, what="every frame")
+    sender.join(10)
+    position = server.order.index((1, "quiet"))
+    flood_before = position
+    assert flood_before <= 4 * 8, f"the quiet frame waited behind {flood_before} frames of the backlog"
+    assert seen["delivered"] - seen["sent"] <= 2  # loop turns
+    assert len(server.order) - position - 1 > 10_000  # most of the backlog was still to come
+    assert [m for i, m in server.order if i == 0] == [f"f{i}" for i in range(20_000)]  # all, in order
 
 
 def test_a_message_over_the_size_limit_closes_the_connection_with_1009(serve):

@@ -7,6 +7,13 @@ the actor as ONE message (``FromAgentBatch``), consecutive ``stream`` frames
 of one message merged into one: the actor's mailbox hand-off and the
 client's frame are paid per read, not per token. A malformed frame is
 answered with a ``protocol_error`` and the connection stays up.
+
+Two things stop the loop reading an agent for a while (its TCP window then
+fills, and the agent's own outbox holds what it sends, nothing is lost): the
+session's frame and byte budgets (``transport.agent_guard``), and its
+mailbox: while more than ``agent_mailbox_backlog`` messages wait there, the
+session is behind its agent, and reading on would only pile the agent's
+frames up in the server's memory and spend the loop parsing them.
 """
 
 from __future__ import annotations
@@ -100,21 +107,30 @@ def _serve(
     sid = entry.session_id
     guard = guards.for_key(sid)
 
-    held: list[str | bytes] = []  # frames over the session's frame budget, read but not yet let in
+    held: list[str | bytes] = []  # frames over the session's budgets, read but not yet let in
     prepaid = [False]
+    mailbox = getattr(ref, "actor_inbox", None)
+    backlog, poll = guards.limits.agent_mailbox_backlog, guards.limits.agent_backlog_poll
+
+    def behind() -> bool:
+        return mailbox is not None and mailbox.qsize() > backlog
 
     def on_messages(messages: list[str | bytes]) -> None:
+        if behind():  # hold what was read; read nothing more until the session caught up
+            held.extend(messages)
+            connection.ws.pause_reading(poll, lambda: on_messages([]))
+            return
         queue = [*held, *messages]
         held.clear()
         batch = _Batch()
         now = time.monotonic()
+        wait = 0.0
         for i, data in enumerate(queue):
-            wait = 0.0 if (i == 0 and prepaid[0]) else guard.pause(now)
+            wait = 0.0 if (i == 0 and prepaid[0]) else guard.pause(now, len(data))
             prepaid[0] = False
-            if wait > 0:  # over its frame budget: the rest waits, and the socket is not read meanwhile
+            if wait > 0:  # over its budget: the rest waits, and the socket is not read meanwhile
                 held.extend(queue[i:])
                 prepaid[0] = True  # this frame's share of the budget is already taken
-                connection.ws.pause_reading(wait, lambda: on_messages([]))
                 break
             try:
                 frame = guard.check(data)
@@ -125,6 +141,10 @@ def _serve(
         frames = batch.frames()
         if frames:
             _tell(FromAgentBatch(link.link_id, frames))
+        if wait > 0:
+            connection.ws.pause_reading(wait, lambda: on_messages([]))
+        elif behind():
+            connection.ws.pause_reading(poll, lambda: on_messages([]))
 
     def on_closed(reason: str) -> None:
         _tell(AgentDetached(link.link_id, reason))

@@ -1,4 +1,4 @@
-"""What the server accepts from an agent: frame rules and a per-session frame rate.
+"""What the server accepts from an agent: frame rules and per-session frame and byte rates.
 
 An agent is less trusted than a client: it runs next to code the model
 wrote. Decoding (``transport.protocol``) already refuses negative or
@@ -6,8 +6,8 @@ non-finite costs and usage; this module adds the rules a schema cannot say
 and a frame budget per session. Both are pure (no sockets, no sleeping), so
 whatever reads agent sockets calls them with the bytes and the time:
 
-    pause = guard.pause(time.monotonic())   # seconds to wait before reading on
-    frame = guard.check(data)               # the frame, or FrameError
+    pause = guard.pause(time.monotonic(), len(data))   # seconds to wait before reading on
+    frame = guard.check(data)                          # the frame, or FrameError
 
 Over its budget an agent is slowed down, not cut off or dropped: the reader
 waits ``pause`` seconds before it reads again, so TCP pushes back on the
@@ -33,7 +33,7 @@ MAX_TRACKED = 10_000
 
 
 class FrameRate:
-    """A token bucket: ``rate`` frames per second sustained, ``burst`` at once."""
+    """A token bucket: ``rate`` units (frames, or bytes) per second sustained, ``burst`` at once."""
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self._rate = rate
@@ -41,34 +41,40 @@ class FrameRate:
         self._tokens = float(burst)
         self._last = now
 
-    def take(self, now: float) -> float:
-        """Spend one frame; the seconds to wait first (0.0 within the budget)."""
+    def take(self, now: float, units: float = 1.0) -> float:
+        """Spend ``units``; the seconds to wait first (0.0 within the budget)."""
         elapsed = max(0.0, now - self._last)
         self._last = now
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate) - 1.0
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate) - units
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
 
 class SessionRates:
-    """One ``FrameRate`` per session, kept across reconnects (a new connection
-    does not get a fresh budget). Thread-safe: each agent socket has a reader."""
+    """A frame and a byte budget per session, kept across reconnects (a new
+    connection does not get a fresh budget). Thread-safe."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._lock = threading.Lock()
-        self._rates: OrderedDict[str, FrameRate] = OrderedDict()
+        self._rates: OrderedDict[str, tuple[FrameRate, FrameRate]] = OrderedDict()
 
-    def take(self, key: str, now: float) -> float:
+    def take(self, key: str, now: float, size: int = 0) -> float:
+        """Spend one frame of ``size`` bytes; the seconds to wait first."""
         with self._lock:
-            rate = self._rates.get(key)
-            if rate is None:
-                rate = FrameRate(self._limits.agent_frame_rate, self._limits.agent_frame_burst, now)
-                self._rates[key] = rate
+            rates = self._rates.get(key)
+            if rates is None:
+                limits = self._limits
+                rates = (
+                    FrameRate(limits.agent_frame_rate, limits.agent_frame_burst, now),
+                    FrameRate(limits.agent_byte_rate, limits.agent_byte_burst, now),
+                )
+                self._rates[key] = rates
                 if len(self._rates) > MAX_TRACKED:
                     self._rates.popitem(last=False)
             else:
                 self._rates.move_to_end(key)
-            return rate.take(now)
+            frames, data = rates
+            return max(frames.take(now), data.take(now, size))
 
 
 def check_agent_frame(frame: AgentToServer, limits: Limits) -> None:
@@ -90,8 +96,9 @@ class AgentGuard:
         self._limits = limits
         self._rates = rates
 
-    def pause(self, now: float) -> float:
-        return self._rates.take(self._key, now)
+    def pause(self, now: float, size: int = 0) -> float:
+        """Spend one frame of ``size`` bytes from the session's budgets; the seconds to wait first."""
+        return self._rates.take(self._key, now, size)
 
     def check(self, data: str | bytes) -> AgentToServer:
         frame = decode_agent_frame(data)

@@ -31,6 +31,10 @@ class Limits:
     reason_chars: int
     agent_frame_rate: float
     agent_frame_burst: int
+    agent_byte_rate: float
+    agent_byte_burst: int
+    agent_mailbox_backlog: int
+    agent_backlog_poll: float
 
     @classmethod
     def from_config(cls, config: BerthConfig) -> Limits:
@@ -49,6 +53,10 @@ class Limits:
             reason_chars=config.max_reason_chars,
             agent_frame_rate=config.agent_frame_rate,
             agent_frame_burst=config.agent_frame_burst,
+            agent_byte_rate=config.agent_byte_rate,
+            agent_byte_burst=config.agent_byte_burst,
+            agent_mailbox_backlog=config.agent_mailbox_backlog,
+            agent_backlog_poll=config.agent_backlog_poll,
         )
 
 

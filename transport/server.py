@@ -195,7 +195,8 @@ class BerthServer:
             budget, frame_bytes = c.client_outbox_bytes, self.limits.client_frame_bytes
         else:
             budget, frame_bytes = c.agent_outbox_bytes, self.limits.agent_frame_bytes
-        limits = Limits(budget, frame_bytes, self.settings.ping_interval, c.close_timeout)
+        ping = self.settings.ping_interval
+        limits = Limits(budget, frame_bytes, ping, c.close_timeout, c.ws_messages_per_turn)
         connection = Connection(environ, kind, self.loop, limits)
         environ["berth.websocket"] = True
         self.connections.add(connection)

@@ -3,11 +3,17 @@ over a non-blocking socket.
 
 The handshake is answered on werkzeug's request thread (``accept``), then the
 socket belongs to the loop: it reads, feeds wsproto, answers pings and close
-frames, and hands every message that one read completed to ``on_messages``
-in one call. Any thread may ``send``: the caller writes straight to the
-socket when nothing is queued (no thread hand-off on the relay path), else
-the bytes wait in the outbox, bounded by a byte budget, until the loop sees
-the socket writable. A send after the close began is dropped, never raised.
+frames, and hands the messages one read completed to ``on_messages`` in one
+call, at most ``messages_per_turn`` frames per turn of the loop: the rest of
+that read is handed on in later turns, after every other ready socket had
+its turn, and the socket is not read again until it is all handed on (so a
+peer sending a flood of small frames holds the loop no longer than one with
+a single frame, and its backlog stays in the kernel, not in memory).
+
+Any thread may ``send``: the caller writes straight to the socket when
+nothing is queued (no thread hand-off on the relay path), else the bytes wait
+in the outbox, bounded by a byte budget, until the loop sees the socket
+writable. A send after the close began is dropped, never raised.
 Only the loop's thread touches wsproto.
 """
 
@@ -19,22 +25,22 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from wsproto import ConnectionType
 from wsproto.connection import Connection as WsprotoConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Request, TextMessage
 from wsproto.handshake import H11Handshake
 
 from transport.ioloop import IOLoop, Timer
 
 log = logging.getLogger(__name__)
 
-#: One read per readiness: bounds how long one busy peer holds the loop (~1,000
-#: small frames), while still batching a burst into one mailbox message.
+#: One read per readiness, while still batching a burst into one mailbox message;
+#: what one turn of the loop does with it is bounded by ``Limits.messages_per_turn``.
 READ_SIZE = 65_536
 WRITE_CHUNK = 262_144
 MESSAGE_TOO_BIG = 1009
@@ -52,6 +58,8 @@ class Limits:
     max_message_size: int
     ping_interval: float | None
     close_timeout: float
+    #: Frames handed on per loop turn (``BerthConfig.ws_messages_per_turn``).
+    messages_per_turn: int = 64
 
 
 def accept(environ: dict[str, Any]) -> tuple[socket.socket, WsprotoConnection]:
@@ -115,6 +123,11 @@ class WebSocket:
         self._last_rx = time.monotonic()
         self._ping_sent = False
         self._timer: Timer | None = None
+        #: What is left of the last read's events (None: all handed on), and
+        #: whether a later turn is already due to hand on more of them.
+        self._events: Iterator[Event] | None = None
+        self._again = False
+        self._paused = False
 
     def start(self) -> None:
         """Hand the socket to the loop (any thread)."""
@@ -154,12 +167,14 @@ class WebSocket:
         peer's TCP window fills and holds it back (a rate limit, no thread asleep)."""
         if self._closed:
             return
+        self._paused = True
         self._loop.unregister(self._sock)
         self._loop.call_later(seconds, lambda: self._resume_reading(then))
 
     def _resume_reading(self, then: Callable[[], None]) -> None:
         if self._closed:
             return
+        self._paused = False
         with self._lock:
             writing = bool(self._out)
         try:
@@ -167,6 +182,12 @@ class WebSocket:
         except (KeyError, ValueError, OSError):
             pass
         then()  # it may pause again
+        self._pump_later()
+
+    @property
+    def reading_paused(self) -> bool:
+        """The loop reads nothing from this socket for now (``pause_reading``)."""
+        return self._paused
 
     def backlog_bytes(self) -> int:
         with self._lock:
@@ -257,6 +278,8 @@ class WebSocket:
         self._schedule_ping(self._limits.ping_interval)
 
     def on_readable(self) -> None:
+        if self._events is not None:
+            return  # the last read is still being handed on; the socket waits until then
         try:
             data = self._sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -273,21 +296,45 @@ class WebSocket:
         if self._ws.state is ConnectionState.CLOSED:
             return
         self._ws.receive_data(data)
+        self._events = self._ws.events()
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand on at most ``messages_per_turn`` frames of the last read; a later
+        turn of the loop does the rest (after the other ready sockets)."""
+        self._again = False
+        events = self._events
+        if events is None or self._closed or self._paused:
+            return
         messages: list[str | bytes] = []
-        for event in self._ws.events():
+        budget = self._limits.messages_per_turn
+        finished = True
+        for event in events:
             if isinstance(event, (TextMessage, BytesMessage)):
                 if self._closing or not self._collect(event, messages):
+                    break
+                budget -= 1
+                if budget <= 0:
+                    finished = False
                     break
             elif isinstance(event, Ping):
                 self._control(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self._peer_closed(event)
                 break
+        if finished:
+            self._events = None
         if messages and not self._closed:
             try:
                 self._on_messages(messages)
             except Exception:
                 log.exception("a connection's message handler failed")
+        self._pump_later()
+
+    def _pump_later(self) -> None:
+        if self._events is not None and not (self._again or self._closed or self._paused):
+            self._again = True
+            self._loop.call_soon(self._pump)
 
     def _collect(self, event: TextMessage | BytesMessage, messages: list[str | bytes]) -> bool:
         data = event.data if isinstance(event.data, str) else bytes(event.data)
