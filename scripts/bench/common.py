@@ -411,6 +411,7 @@ def start_boot_server(
     max_sessions: int = 50,
     timeout: float = 60.0,
     startup_timeout: float = 120.0,
+    extra_args: tuple[str, ...] = (),
 ) -> Server:
     """The ExternalRuntime server bootstrap (``server_boot.py``) in a subprocess."""
     state_dir, token_file, token = _prepare_state(workdir, instance)
@@ -428,6 +429,7 @@ def start_boot_server(
         str(token_file),
         "--startup-timeout",
         str(startup_timeout),
+        *extra_args,
     ]
     return _launch_server(argv, workdir, instance, state_dir, token, timeout)
 

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from actors.config import BerthConfig
 from actors.runtime import ExternalRuntime
@@ -56,7 +57,22 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--image", default="berth-session:latest")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--default-agent-budgets",
+        action="store_true",
+        help="keep BerthConfig's per-session agent frame and byte budgets (else they are off)",
+    )
     args = parser.parse_args()
+    budgets: dict[str, Any] = {}
+    if not args.default_agent_budgets:
+        # The relay benchmarks measure the relay path, one token per frame
+        # included; the per-session agent budgets would cap them instead.
+        budgets = {
+            "agent_frame_rate": 1e9,
+            "agent_frame_burst": 1_000_000_000,
+            "agent_byte_rate": 1e15,
+            "agent_byte_burst": 1 << 60,
+        }
     raise_fd_limit(1 << 20)
     config = BerthConfig(
         instance_id=args.instance,
@@ -64,13 +80,10 @@ def main() -> int:
         state_dir=Path(args.state_dir),
         max_sessions=args.max_sessions,
         agent_runner="builtin",
-        # The relay benchmarks measure the relay path, one token per frame
-        # included; the per-session agent frame budget would cap them instead.
-        agent_frame_rate=1e9,
-        agent_frame_burst=1_000_000_000,
         startup_timeout=args.startup_timeout,
         max_connections=20_000,
         max_connections_per_address=20_000,
+        **budgets,
     )
     running = start_server(
         config,
