@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from tests.waiting import wait_until
 from transport.ioloop import IOLoop
 from transport.server import RequestHandler
-from transport.websocket import Limits, WebSocket, _text_frame, accept
+from transport.websocket import Limits, WebSocket, accept, text_frame
 
 SENDERS = 4
 FRAMES = 3000
@@ -261,12 +261,12 @@ def test_idle_connections_never_wake_the_loop(serve):
 
 
 @pytest.mark.parametrize("size", [0, 5, 125, 126, 200, 65535, 65536, 100_000])
-def test_hand_made_text_frames_are_byte_for_byte_what_wsproto_makes(size):
+def test_hand_madetext_frames_are_byte_for_byte_what_wsproto_makes(size):
     from wsproto.frame_protocol import FrameProtocol
 
     payload = ("é" * size).encode()[:size]  # multi-byte UTF-8, cut at any byte count
     text = payload.decode(errors="ignore").encode()
-    assert _text_frame(text) == bytes(FrameProtocol(False, []).send_data(text.decode(), True))
+    assert text_frame(text) == bytes(FrameProtocol(False, []).send_data(text.decode(), True))
 
 
 def _masked_text(payload: bytes) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ import msgspec
 
 from transport.ioloop import IOLoop
 from transport.protocol import encode_bytes
-from transport.websocket import Limits, WebSocket, accept
+from transport.websocket import Limits, WebSocket, accept, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ class Connection:
         self._handlers.append(handler)
 
     def send(self, frame: msgspec.Struct) -> bool:
-        return self.ws.send_utf8(encode_bytes(frame))
+        if self.ws.closing:  # nothing to encode for a peer that is being closed
+            return False
+        return self.ws.send_framed(_framed(frame))
 
     def close(self, code: int = 1000, reason: str = "", abandon: bool = False) -> None:
         self.ws.close(code, reason, abandon)
@@ -78,3 +81,23 @@ class Connection:
 
 def _ignore(messages: list[str | bytes]) -> None:
     pass
+
+
+class _LastFrame(threading.local):
+    """The last frame made on this thread, and what it was made from."""
+
+    source: msgspec.Struct | None = None
+    frame: bytes = b""
+
+
+_last = _LastFrame()
+
+
+def _framed(frame: msgspec.Struct) -> bytes:
+    """The WebSocket frame of ``frame``, made once when a session hands the same
+    event to each of its subscribers in turn (on its thread): fan-out to N
+    clients costs one encoding, not N."""
+    if _last.source is not frame:
+        _last.frame = text_frame(encode_bytes(frame))
+        _last.source = frame
+    return _last.frame

@@ -138,7 +138,17 @@ class WebSocket:
     def send_utf8(self, payload: bytes) -> bool:
         """Queue one text frame; False when it is dropped: the connection is
         closing, gone, or over its byte budget (the caller decides what then)."""
-        return self._write(_text_frame(payload), control=False)
+        return self._write(text_frame(payload), control=False)
+
+    def send_framed(self, frame: bytes) -> bool:
+        """``send_utf8`` for a frame already made by ``text_frame`` (one frame
+        may go to many peers: a server's frames are not masked)."""
+        return self._write(frame, control=False)
+
+    @property
+    def closing(self) -> bool:
+        """The close began (or ended): sends are dropped from now on."""
+        return self._closing or self._closed
 
     def close(self, code: int = 1000, reason: str = "", abandon: bool = False) -> None:
         """Begin the close handshake; idempotent. ``abandon`` drops what is
@@ -456,7 +466,7 @@ class WebSocket:
         self._schedule_ping(interval)
 
 
-def _text_frame(payload: bytes) -> bytes:
+def text_frame(payload: bytes) -> bytes:
     """A final, unmasked (server to client) text frame; no extension is ever
     negotiated, so this is byte for byte what wsproto would make."""
     size = len(payload)
