@@ -222,7 +222,7 @@ class BerthConfig:
     #: server one session's agent can take from the others.
     agent_byte_rate: float = 8 * 1024 * 1024
     #: Bytes an agent may send in a burst above ``agent_byte_rate``.
-    agent_byte_burst: int = 64 * 1024 * 1024
+    agent_byte_burst: int = 16 * 1024 * 1024
     #: Messages waiting in a session's mailbox past which the server stops
     #: reading that session's agent until the session has caught up: what an
     #: agent sends faster than its session takes it waits in the agent (TCP

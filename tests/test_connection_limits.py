@@ -129,7 +129,9 @@ def test_a_half_open_or_unauthenticated_socket_is_closed_within_the_auth_timeout
 def test_never_reading_clients_are_cut_off_at_their_byte_budget_and_memory_stays_flat(make_server):
     """Three subscribers that never read and one that does, a session streaming 100 MB."""
     # The session's own event logs are bounded by count: keep them short, to see the transport.
-    server = make_server(client_outbox_bytes=2 << 20, event_log_limit=50, sessions_api_event_limit=50)
+    server = make_server(
+        client_outbox_bytes=2 << 20, event_log_limit=50, sessions_api_event_limit=50, agent_byte_rate=1e12
+    )
     status, body = rest_call(server.server.http_url, API_TOKEN, "POST", "/api/sessions", {"name": "big"})
     assert status == 201, body
     sid = body["session"]["id"]
