@@ -288,8 +288,9 @@ class WebSocket:
         self._schedule_ping(self._limits.ping_interval)
 
     def on_readable(self) -> None:
-        if self._events is not None:
-            return  # the last read is still being handed on; the socket waits until then
+        if self._events is not None:  # the last read is still being handed on; the socket waits
+            self._pump_later()
+            return
         try:
             data = self._sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):

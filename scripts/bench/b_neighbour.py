@@ -144,7 +144,7 @@ def _pass(ctx: Context, budgets: bool) -> dict[str, Any]:
         streamed = 0
         flood_seconds = 0.0
         drains: list[float] = []
-        warmup = WARMUP // 8 if budgets else WARMUP  # the byte budget lets only 16 MiB through at once
+        warmup = 24 * 1024 * 1024 if budgets else WARMUP  # past the byte burst: the sustained rate is timed
         for _block in range(blocks):
             quiet.extend(_timed_block(ws, prompt, per_block, block_seconds))
             deaf = [connect(server.ws + "/ws", server.api_token) for _ in range(3)]
