@@ -115,6 +115,15 @@ def _timed_block(ws: websocket.WebSocket, prompt: bytes, turns: int, seconds: fl
     return out
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The server process's peak resident memory so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _pass(ctx: Context, budgets: bool) -> dict[str, Any]:
     """One server, two sessions: alternating quiet and flooding blocks of session B's turns.
     ``budgets``: the server keeps BerthConfig's agent frame and byte budgets (else they are off)."""
@@ -158,10 +167,11 @@ def _pass(ctx: Context, budgets: bool) -> dict[str, Any]:
             streamed += flood.sent - before
             drains.append(flood.pause_and_drain())
         rate = streamed / flood_seconds / 1e6 if flood_seconds else 0.0
+        peak = _peak_rss_mb(server.pid)
         ctx.log(
             f"{name}: {blocks} blocks of >= {per_block} turns and >= {block_seconds:g} s each way; "
             f"{streamed / 1e6:.0f} MB flooded while timed ({rate:.0f} MB/s); "
-            f"drained in {max(drains):.2f} s at most"
+            f"drained in {max(drains):.2f} s at most; server peak RSS {peak:.0f} MB"
         )
         return {
             "quiet": quiet,
@@ -170,6 +180,7 @@ def _pass(ctx: Context, budgets: bool) -> dict[str, Any]:
                 "flooded_mb_while_timed": streamed / 1e6,
                 "flood_mb_per_s_while_timed": rate,
                 "drain_s_max": max(drains),
+                "server_peak_rss_mb": peak,
                 "turns_each": len(quiet),
             },
         }
