@@ -219,8 +219,8 @@ class BerthConfig:
     #: Bytes per second an agent may send, sustained (a real agent's tokens and
     #: tool results are far below it); above it, as for frames, the server reads
     #: its socket more slowly. With the frame rate it bounds the share of the
-    #: server one session's agent can take from the others.
-    agent_byte_rate: float = 8 * 1024 * 1024
+    #: server one session's agent can take from the others (BENCHMARKS.md, 9).
+    agent_byte_rate: float = 4 * 1024 * 1024
     #: Bytes an agent may send in a burst above ``agent_byte_rate``.
     agent_byte_burst: int = 16 * 1024 * 1024
     #: Messages waiting in a session's mailbox past which the server stops
