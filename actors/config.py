@@ -104,8 +104,9 @@ class BerthConfig:
     #: Longest wait between an agent's reconnect attempts (full jitter below it).
     agent_backoff_cap: float = 10.0
     #: An agent pings a server silent this long (and reconnects after twice that);
-    #: keep it at least the server's ``ping_interval``, so one side pings, not both.
-    agent_ping_interval: float = 45.0
+    #: keep it above the server's ``ping_interval``, so only the server pings (it
+    #: sends its pings in batches, which an agent's own pings would not be).
+    agent_ping_interval: float = 60.0
     #: Pre-started containers waiting for a session (0 = no pool).
     warm_pool_size: int = 0
     #: Wait before starting a pooled container again after a failed start.

@@ -136,7 +136,7 @@ class AgentConfig:
             backoff_cap=_float(source, "BERTH_BACKOFF_CAP", 10.0),
             coalesce_window=_float(source, "BERTH_COALESCE_MS", 3.0) / 1000,
             ack_delay=_float(source, "BERTH_ACK_DELAY_MS", 20.0) / 1000,
-            ping_interval=_float(source, "BERTH_PING_INTERVAL", 45.0),
+            ping_interval=_float(source, "BERTH_PING_INTERVAL", 60.0),
         )
         return cls(
             session_id=session_id,

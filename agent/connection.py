@@ -62,7 +62,7 @@ class ConnectionConfig:
     max_buffered_frames: int = 100_000
     max_batch_chars: int = 64 * 1024
     connect_timeout: float = 10.0
-    ping_interval: float = 45.0
+    ping_interval: float = 60.0
     #: How long a ``link_ack`` waits, so that one covers a burst and the frames
     #: a turn sends at once (its result) go out first.
     ack_delay: float = 0.02
