@@ -4,7 +4,6 @@ real session containers on the local Docker engine."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +13,7 @@ import docker
 
 from actors.runtime import LABEL_INSTANCE, LABEL_SESSION
 from tests.conftest import SESSION_IMAGE
+from tests.ports import free_port
 from tests.rest_client import rest_call
 from tests.server_process import ServerProcess
 from tests.waiting import wait_until
@@ -30,12 +30,6 @@ TEST_SETTINGS = {
     "container_stop_timeout": "0",
     "store_flush_interval": "0.02",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Deployment:

@@ -292,7 +292,6 @@ def test_a_kill_9_loses_at_most_the_last_batch_window(tmp_path: Path) -> None:
     assert lost < window + 0.15, f"lost the last {lost * 1000:.0f} ms"
 
 
-
 def test_a_session_over_its_share_of_the_write_queue_waits_but_another_session_does_not(
     tmp_path: Path,
 ) -> None:

@@ -117,7 +117,7 @@ def _berth_levels(ctx: Context, levels: list[int], repeat: int, hold: float) -> 
                 f"statuses {counts}, created in {create_s:.1f} s, connected in {connect_s:.1f} s"
             )
         if hold > 0:
-            ctx.log(f"idle: holding {levels[-1]} idle sessions for {hold:g} s (server pings every 20 s)")
+            ctx.log(f"idle: holding {levels[-1]} idle sessions for {hold:g} s")
             (user0, sys0), t0 = cpu_split(server.pid), time.monotonic()
             time.sleep(hold)
             user1, sys1 = cpu_split(server.pid)

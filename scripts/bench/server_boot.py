@@ -85,6 +85,8 @@ def main() -> int:
         startup_timeout=args.startup_timeout,
         max_connections=20_000,
         max_connections_per_address=20_000,
+        # BERTH_BENCH_SESSION_STORE=none measures the relay without persistence, for a comparison.
+        session_store=os.environ.get("BERTH_BENCH_SESSION_STORE", "sqlite"),
         **budgets,
     )
     running = start_server(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.ws_server import AgentServer, free_port
+from tests.agent.ws_server import AgentServer
+from tests.ports import free_port
 from transport.protocol import Shutdown, TokenUpdate, UserMessage
 
 pytestmark = pytest.mark.timeout(60)

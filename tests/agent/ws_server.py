@@ -18,19 +18,13 @@ import msgspec
 import simple_websocket
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from tests.ports import free_port
 from transport.protocol import LinkAck, LinkResume, encode
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class ServerConn:
