@@ -96,6 +96,8 @@ class SessionsView:
         self._lock = threading.Lock()
         self._logs: dict[str, _SessionLog] = {}
         self._store = store
+        #: Sessions whose log shows them ended: the only ones ``forget_ended`` looks at.
+        self._ended: set[str] = set()
         #: Per session, the events the API recorded itself before a restart (merged by ``rebuild``).
         self._recorded = store.recorded() if store is not None else {}
         self._bus: EventBus | None = None
@@ -127,6 +129,12 @@ class SessionsView:
                 log = self._logs[event.session_id] = _SessionLog()
             for item in log.mapper.feed(event):
                 self._deliver(log, item)
+            self._note_if_ended(event.session_id, log)
+
+    def _note_if_ended(self, session_id: str, log: _SessionLog) -> None:
+        info = log.mapper.info
+        if info is not None and info.status.is_final:
+            self._ended.add(session_id)
 
     def rebuild(self, session_id: str, events: tuple[Any, ...]) -> None:
         """Map a session's kept journal anew (after a restart the view starts empty).
@@ -150,6 +158,7 @@ class SessionsView:
             fresh.events = [body for _, body in merged]
             if merged:
                 fresh.mapper.last_key = max(fresh.mapper.last_key, merged[-1][0])
+            self._note_if_ended(session_id, fresh)
 
     def forget_ended(self) -> None:
         """Drop the logs of sessions that ended and are gone (evicted or deleted elsewhere).
@@ -161,10 +170,15 @@ class SessionsView:
             self._forget_ended_locked()
 
     def _forget_ended_locked(self) -> None:
-        for sid, log in list(self._logs.items()):
-            info = log.mapper.info
-            if info is not None and info.status.is_final and not log.streams and not self._exists(sid):
+        """Looks only at sessions that ended: a scan of every log here made each
+        create cost O(sessions) (7 ms at 4,000 sessions)."""
+        for sid in list(self._ended):
+            log = self._logs.get(sid)
+            if log is None:
+                self._ended.discard(sid)
+            elif not log.streams and not self._exists(sid):
                 del self._logs[sid]
+                self._ended.discard(sid)
 
     def record(self, session_id: str, body: Body) -> Body:
         """Add an event the API accepted itself (interrupt, confirmation, update); returns it."""
@@ -255,6 +269,7 @@ class SessionsView:
             self._store.drop(session_id)
         with self._lock:
             log = self._logs.pop(session_id, None)
+            self._ended.discard(session_id)
         for stream in log.streams if log else ():
             if deleted is not None:
                 stream.put(deleted)
