@@ -43,6 +43,18 @@ def docker_runtime() -> Any:
 
 
 @pytest.fixture
+def deployment(docker_runtime: Any, tmp_path: Path) -> Iterator[Any]:
+    """A real ``berth serve`` process (``tests.deployment``); cleaned up whatever the test did."""
+    from tests.deployment import Deployment  # it imports this module
+
+    deployment = Deployment(tmp_path)
+    try:
+        yield deployment
+    finally:
+        deployment.cleanup()
+
+
+@pytest.fixture
 def base_config(tmp_path: Path) -> BerthConfig:
     return BerthConfig(
         instance_id=f"t{uuid.uuid4().hex[:10]}",

@@ -10,26 +10,15 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
-import pytest
 
 from actors.runtime import LABEL_SESSION
 from tests.deployment import Deployment
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
-
-
-@pytest.fixture
-def deployment(docker_runtime: Any, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(tmp_path)
-    try:
-        yield deployment
-    finally:
-        deployment.cleanup()
 
 
 def _subscribed(d: Deployment, sid: str, since: int | None = None) -> tuple[WsPeer, dict[str, Any]]:

@@ -3,24 +3,12 @@ what the API showed before is shown after, and a stream resumes where it stopped
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
-import pytest
 
 from tests.deployment import API_TOKEN, Deployment
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def deployment(docker_runtime: Any, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(tmp_path)
-    try:
-        yield deployment
-    finally:
-        deployment.cleanup()
 
 
 def client(d: Deployment) -> anthropic.Anthropic:
