@@ -391,21 +391,7 @@ NumberedToAgent = (
     | Shutdown
 )
 
-ServerToAgent = (
-    LinkResume
-    | LinkAck
-    | UserMessage
-    | ApprovalResponse
-    | QuestionResponse
-    | Interrupt
-    | UpdateSettings
-    | SetModel
-    | GetModels
-    | TokenUpdate
-    | Shutdown
-    | Assign
-    | ProtocolError
-)
+ServerToAgent = LinkResume | LinkAck | NumberedToAgent | TokenUpdate | Assign | ProtocolError
 
 # --------------------------------------------------------------------------
 # Server -> client events. Each carries its session's sequence number: a
