@@ -56,6 +56,7 @@ class Records:
             return record
 
     def drop(self, session_id: str) -> None:
+        """Forget the record and, on disk, the events the API recorded for it."""
         with self._lock:
             self._records.pop(session_id, None)
             if self._store is not None:

@@ -265,8 +265,6 @@ class SessionsView:
 
     def drop(self, session_id: str, deleted: Body | None = None) -> None:
         """Forget a session; its streams get ``deleted`` (if given) and end."""
-        if self._store is not None:
-            self._store.drop(session_id)
         with self._lock:
             log = self._logs.pop(session_id, None)
             self._ended.discard(session_id)
