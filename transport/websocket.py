@@ -33,9 +33,10 @@ from typing import Any
 from wsproto import ConnectionType
 from wsproto.connection import Connection as WsprotoConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Request, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request, TextMessage
 from wsproto.handshake import H11Handshake
 
+from transport.frame_reader import FrameReader, Item, TooBig
 from transport.ioloop import IOLoop, Timer
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ class WebSocket:
         self._timer: Timer | None = None
         #: What is left of the last read's events (None: all handed on), and
         #: whether a later turn is already due to hand on more of them.
-        self._events: Iterator[Event] | None = None
+        self._reader = FrameReader(ws, limits.max_message_size)
+        self._events: Iterator[Item] | None = None
         self._again = False
         self._paused = False
 
@@ -312,8 +314,8 @@ class WebSocket:
         self._ping_sent = False
         if self._ws.state is ConnectionState.CLOSED:
             return
-        self._ws.receive_data(data)
-        self._events = self._ws.events()
+        self._reader.feed(data)
+        self._events = self._reader.events()
         self._pump()
 
     def _pump(self) -> None:
@@ -327,17 +329,25 @@ class WebSocket:
         budget = self._limits.messages_per_turn
         finished = True
         for event in events:
-            if isinstance(event, (TextMessage, BytesMessage)):
+            if isinstance(event, (str, bytes)):  # a whole message, cut out by the reader
+                if not self._closing:
+                    messages.append(event)
+            elif isinstance(event, (TextMessage, BytesMessage)):
                 if self._closing or not self._collect(event, messages):
                     break
-                budget -= 1
-                if budget <= 0:
-                    finished = False
-                    break
+            elif isinstance(event, TooBig):
+                self._too_big()
+                break
             elif isinstance(event, Ping):
                 self._control(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self._peer_closed(event)
+                break
+            else:
+                continue
+            budget -= 1
+            if budget <= 0:
+                finished = False
                 break
         if finished:
             self._events = None
@@ -359,11 +369,7 @@ class WebSocket:
         self._partial_size += len(data)
         if self._partial_size > self._limits.max_message_size:
             self._partial, self._partial_size = [], 0
-            with self._lock:
-                self._closing = True
-                self.close_reason = "message too big"
-            limit = self._limits.max_message_size
-            self._send_close(MESSAGE_TOO_BIG, f"Message is too big (over {limit} bytes)")
+            self._too_big()
             return False
         if event.message_finished:
             parts = self._partial
@@ -375,6 +381,15 @@ class WebSocket:
                 messages.append(b"".join(p for p in parts if isinstance(p, bytes)))
             self._partial, self._partial_size = [], 0
         return True
+
+    def _too_big(self) -> None:
+        """Close with 1009; what the peer still sends of it is read and dropped."""
+        with self._lock:
+            self._closing = True
+            self.close_reason = "message too big"
+        limit = self._limits.max_message_size
+        self._send_close(MESSAGE_TOO_BIG, f"Message is too big (over {limit} bytes)")
+        self._draining = True
 
     def _control(self, data: bytes) -> None:
         if data:
