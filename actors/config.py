@@ -233,7 +233,7 @@ class BerthConfig:
     agent_backlog_poll: float = 0.002
     #: WebSocket messages one connection hands on per turn of the I/O loop; the
     #: rest of what it read waits until every other ready connection had its turn.
-    ws_messages_per_turn: int = 64
+    ws_messages_per_turn: int = 256
     #: Bytes queued for one client WebSocket (not yet taken by its socket)
     #: before it is closed with 4008; it resubscribes with ``since``.
     client_outbox_bytes: int = 8 * 1024 * 1024

@@ -125,8 +125,9 @@ def _serve(
         batch = _Batch()
         now = time.monotonic()
         wait = 0.0
+        paid = guard.pay_all(now, queue[1:] if prepaid[0] else queue)  # the usual case: all fit
         for i, data in enumerate(queue):
-            wait = 0.0 if (i == 0 and prepaid[0]) else guard.pause(now, len(data))
+            wait = 0.0 if paid or (i == 0 and prepaid[0]) else guard.pause(now, len(data))
             prepaid[0] = False
             if wait > 0:  # over its budget: the rest waits, and the socket is not read meanwhile
                 held.extend(queue[i:])

@@ -48,6 +48,10 @@ class FrameRate:
         self._tokens = min(self._burst, self._tokens + elapsed * self._rate) - units
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
+    def has(self, now: float, units: float) -> bool:
+        """Whether ``units`` can be spent now without waiting (nothing is spent)."""
+        return min(self._burst, self._tokens + max(0.0, now - self._last) * self._rate) >= units
+
 
 class SessionRates:
     """A frame and a byte budget per session, kept across reconnects (a new
@@ -61,31 +65,48 @@ class SessionRates:
     def take(self, key: str, now: float, size: int = 0) -> float:
         """Spend one frame of ``size`` bytes; the seconds to wait first."""
         with self._lock:
-            rates = self._rates.get(key)
-            if rates is None:
-                limits = self._limits
-                rates = (
-                    FrameRate(limits.agent_frame_rate, limits.agent_frame_burst, now),
-                    FrameRate(limits.agent_byte_rate, limits.agent_byte_burst, now),
-                )
-                self._rates[key] = rates
-                if len(self._rates) > MAX_TRACKED:
-                    self._rates.popitem(last=False)
-            else:
-                self._rates.move_to_end(key)
-            frames, data = rates
+            frames, data = self._rates_of(key, now)
             return max(frames.take(now), data.take(now, size))
+
+    def take_all(self, key: str, now: float, count: int, size: int) -> bool:
+        """Spend ``count`` frames of ``size`` bytes in all if both budgets have
+        them now (one check per read, not per frame); False spends nothing."""
+        with self._lock:
+            frames, data = self._rates_of(key, now)
+            if not (frames.has(now, count) and data.has(now, size)):
+                return False
+            frames.take(now, count)
+            data.take(now, size)
+            return True
+
+    def _rates_of(self, key: str, now: float) -> tuple[FrameRate, FrameRate]:
+        rates = self._rates.get(key)
+        if rates is None:
+            limits = self._limits
+            rates = (
+                FrameRate(limits.agent_frame_rate, limits.agent_frame_burst, now),
+                FrameRate(limits.agent_byte_rate, limits.agent_byte_burst, now),
+            )
+            self._rates[key] = rates
+            if len(self._rates) > MAX_TRACKED:
+                self._rates.popitem(last=False)
+        else:
+            self._rates.move_to_end(key)
+        return rates
 
 
 def check_agent_frame(frame: AgentToServer, limits: Limits) -> None:
-    """Raise FrameError if an agent may not send ``frame``."""
-    match frame:
-        case SdkMessage(message=message) if message.kind == "user":
+    """Raise FrameError if an agent may not send ``frame``.
+
+    Called for every frame an agent sends, so it compares exact types (a
+    ``match`` on class patterns cost 10 % of the relay of one-token frames)."""
+    if type(frame) is SdkMessage:
+        if frame.message.kind == "user":
             raise FrameError("agents may not author 'user' messages: the server records what the user sent")
-        case SessionInfoUpdate(model=model) if model is not None and len(model) > limits.model_chars:
+    elif type(frame) is SessionInfoUpdate:
+        model = frame.model
+        if model is not None and len(model) > limits.model_chars:
             raise FrameError(f"model is {len(model)} characters long; the limit is {limits.model_chars}")
-        case _:
-            pass
 
 
 class AgentGuard:
@@ -99,6 +120,10 @@ class AgentGuard:
     def pause(self, now: float, size: int = 0) -> float:
         """Spend one frame of ``size`` bytes from the session's budgets; the seconds to wait first."""
         return self._rates.take(self._key, now, size)
+
+    def pay_all(self, now: float, frames: list[str | bytes]) -> bool:
+        """Spend the budgets of all ``frames`` at once if they have room now."""
+        return self._rates.take_all(self._key, now, len(frames), sum(map(len, frames)))
 
     def check(self, data: str | bytes) -> AgentToServer:
         frame = decode_agent_frame(data)

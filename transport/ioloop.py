@@ -79,8 +79,8 @@ class IOLoop:
         """Run ``callback`` on the loop's thread; wakes the loop at most once per batch."""
         with self._lock:
             self._calls.append(callback)
-            if self._woken:
-                return
+            if self._woken or threading.current_thread() is self._thread:
+                return  # the loop runs its calls before it waits again
             self._woken = True
         try:
             self._wake_w.send(b"\0")
