@@ -68,6 +68,12 @@ class SessionDeps:
 
 
 class SessionActor(GuardedStart, pykka.ThreadingActor):
+    #: Python walks the exit locks of every live non-daemon thread each time one
+    #: starts (``threading._maintain_shutdown_locks``): with non-daemon sessions a
+    #: create cost O(sessions). Nothing is lost at exit: Berth stops its trees
+    #: from threading's exit hook, before the interpreter stops any thread.
+    use_daemon_thread = True
+
     @staticmethod
     def _create_actor_inbox() -> queue.SimpleQueue[Any]:
         """pykka's hook for the inbox: a ``SimpleQueue`` (C, no Conditions) in place
