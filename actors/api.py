@@ -42,6 +42,7 @@ from actors.events import EventBus
 from actors.history import EndedSessions
 from actors.manager_events import PauseManager, ReportStep, ResumeManager
 from actors.outcome import Rejected
+from actors.process_tuning import tune_process
 from actors.runtime import ContainerRuntime
 from actors.settle import settle
 from actors.sqlite_store import SqliteStore
@@ -176,6 +177,7 @@ class Berth:
         ``ManualClock``, ``clock.advance`` settles the tree after each timer.
         """
         config = validate_token_config(config or BerthConfig())
+        tune_process(config)
         if runtime is None:
             from actors.docker_runtime import DockerRuntime
 

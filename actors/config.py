@@ -259,6 +259,15 @@ class BerthConfig:
     auth_timeout: float = 5.0
     #: After sending a close frame, wait this long for the peer's, then drop.
     close_timeout: float = 5.0
+    #: Slots of this process's futex hash table (Linux 6.16 and later; a power
+    #: of two). Every blocked thread (one per session) waits in it; the kernel
+    #: gives a process 16 slots on a 2-CPU machine, so at 10,000 sessions each
+    #: thread hand-off walked hundreds of waiters. 0 leaves the kernel's choice.
+    futex_hash_slots: int = 16_384
+    #: Python's youngest-generation GC threshold for this process (0 leaves
+    #: Python's, 700): each young collection also walks what 10,000 sessions
+    #: keep alive more often than it needs to.
+    gc_young_threshold: int = 20_000
 
     def __post_init__(self) -> None:
         if self.max_sessions < 0:
@@ -322,6 +331,10 @@ class BerthConfig:
                     "tool_user needs the agent to run as root in the container (container_user '0:0') "
                     "to start the tools as another user; set tool_user=None to run tools as the agent"
                 )
+        if self.futex_hash_slots < 0 or self.futex_hash_slots & (self.futex_hash_slots - 1):
+            raise ValueError("futex_hash_slots must be 0 (the kernel's choice) or a power of two")
+        if self.gc_young_threshold < 0:
+            raise ValueError("gc_young_threshold must be >= 0 (0 leaves Python's)")
         if self.session_store not in ("sqlite", "none"):
             raise ValueError(f"session_store must be 'sqlite' or 'none', not {self.session_store!r}")
         if not self.instance_id.replace("-", "").replace("_", "").isalnum():
