@@ -10,7 +10,9 @@ session; a turn is timed from ``send`` to the arrival of the ``result`` frame
 
 Floor, same run, same client code path: a bare werkzeug + simple-websocket
 echo server in its own process (``floors.py echo``), one hop, the same payload.
-Berth and floor turns alternate in blocks of 50 so that drift hits both alike.
+A second floor has a turn's shape, two hops: the same bare server relaying
+to a bare agent process and back (``floors.py relay`` / ``relay-agent``).
+Berth and floor turns alternate in blocks of 50 so that drift hits all alike.
 A diagnostic series re-arms TCP_QUICKACK on the client socket before every
 read: when it differs from the plain series, the server is holding small
 frames back (Nagle's algorithm meeting the client's delayed ACK).
@@ -101,6 +103,9 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.note_command(server.process.argv)
     echo = Process([python(), "-m", "scripts.bench.floors", "echo"], ctx.workdir / "floor-echo.log")
     ctx.note_command(echo.argv)
+    relay = Process([python(), "-m", "scripts.bench.floors", "relay"], ctx.workdir / "floor-relay.log")
+    ctx.note_command(relay.argv)
+    relay_agent: Process | None = None
     agent: Process | None = None
     clients: list[websocket.WebSocket] = []
     try:
@@ -116,14 +121,25 @@ def run(ctx: Context) -> dict[str, Any]:
         echo_port = int(echo.expect("listening ", 30).split()[1])
         ews = connect(f"ws://127.0.0.1:{echo_port}/")
         clients.append(ews)
+        relay_port = int(relay.expect("listening ", 30).split()[1])
+        relay_agent = Process(
+            [python(), "-m", "scripts.bench.floors", "relay-agent", "--port", str(relay_port)],
+            ctx.workdir / "floor-relay-agent.log",
+        )
+        ctx.note_command(relay_agent.argv)
+        relay_agent.expect("connected", 30)
+        rws = connect(f"ws://127.0.0.1:{relay_port}/client")
+        clients.append(rws)
         prompt = json.dumps({"type": "send_prompt", "sessionId": sid, "content": "/quiet"}).encode()
         ctx.log(f"turn: warm-up {warmup} + {turns} turns each; Berth, echo floor and a diagnostic alternate")
         for _ in range(warmup):
             berth_turn(ws, prompt)
             echo_turn(ews, prompt)
+            echo_turn(rws, prompt)
         rtt: list[float] = []
         first: list[float] = []
         floor: list[float] = []
+        two_hops: list[float] = []
         quick: list[float] = []
         cpu = agent_cpu = 0.0
         for _block in range(blocks):
@@ -136,10 +152,19 @@ def run(ctx: Context) -> dict[str, Any]:
             agent_cpu += cpu_seconds(agent.pid) - a0
             for _ in range(turns // blocks):
                 floor.append(echo_turn(ews, prompt) * 1000)
+            for _ in range(turns // blocks):
+                two_hops.append(echo_turn(rws, prompt) * 1000)
             for _ in range(turns // blocks // 2):
                 quick.append(berth_turn(ws, prompt, quickack=True)[0] * 1000)
         result["rows"] = [
             row("Berth turn: send_prompt → result", "ms", rtt, "bare echo (simple-websocket, 1 hop)", floor),
+            row(
+                "the same Berth turns against a relay's floor",
+                "ms",
+                rtt,
+                "bare two-hop relay (simple-websocket server, websocket-client agent)",
+                two_hops,
+            ),
             row(
                 "Berth turn: send_prompt → first frame back",
                 "ms",
@@ -165,6 +190,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "berth_ms": rtt,
             "first_frame_ms": first,
             "floor_ms": floor,
+            "two_hop_floor_ms": two_hops,
             "quickack_ms": quick,
         }
         if ctx.profile and profile.available():
@@ -178,6 +204,9 @@ def run(ctx: Context) -> dict[str, Any]:
         if agent is not None:
             agent.stop(timeout=20)
         echo.stop(timeout=10)
+        if relay_agent is not None:
+            relay_agent.stop(timeout=10)
+        relay.stop(timeout=10)
         server.stop()
         result["steal"] = steal.stop()
     rows = result["rows"]

@@ -5,6 +5,14 @@ settings (ping interval, message size limit), the receiving thread sending
 each message straight back: a single hop, no actor, no outbox thread. The
 floor of the turn round trip.
 
+``relay``: the same server with two hops, the shape of a Berth turn without
+Berth: a client connects to ``/client``, a bare agent (``relay-agent``: a
+websocket-client loop in its own process that sends each message straight
+back from its reading thread) to ``/agent``; each message from the client
+goes to the agent, each from the agent to the client, each sent by the
+thread that received it. The floor of a relayed turn: two hops, two
+thread hand-offs in the server (simple-websocket's reader to the handler).
+
 ``replay``: a raw-socket WebSocket server that, when the client sends
 ``go``, writes a recorded sequence of frames (``--frames``: a JSON list of
 the payloads a client received from Berth) in one ``sendall``, followed by a
@@ -13,6 +21,8 @@ the benchmark client can *receive and check* exactly what Berth sent: the
 client's own ceiling in the token relay table.
 
     python3 -m scripts.bench.floors echo
+    python3 -m scripts.bench.floors relay
+    python3 -m scripts.bench.floors relay-agent --port PORT
     python3 -m scripts.bench.floors replay --frames frames.json
 
 Each prints ``listening <port>`` and serves until stdin reaches EOF.
@@ -44,7 +54,9 @@ def _serve_until_stdin_closes(server_close: Any) -> None:
 # ----------------------------------------------------------------- echo
 
 
-def run_echo() -> int:
+def _serve_websockets(route: Any) -> int:
+    """werkzeug's threaded server + simple-websocket with Berth's settings;
+    ``route(path)`` says where each message received on a socket of that path goes."""
     import simple_websocket
     from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -67,11 +79,12 @@ def run_echo() -> int:
             max_message_size=BerthConfig().max_agent_frame_bytes,
             ping_interval=settings.ping_interval,
         )
+        target = route(environ.get("PATH_INFO", "/"), ws)
         try:
             while True:
                 data = ws.receive(timeout=1.0)
                 if data is not None:
-                    ws.send(data)
+                    target().send(data)
                 elif not ws.connected:
                     break
         except simple_websocket.ConnectionClosed:
@@ -84,6 +97,49 @@ def run_echo() -> int:
     thread.start()
     _serve_until_stdin_closes(httpd.shutdown)
     return 0
+
+
+def run_echo() -> int:
+    return _serve_websockets(lambda _path, ws: lambda: ws)
+
+
+def run_relay() -> int:
+    peers: dict[str, Any] = {}
+    ready = threading.Condition()
+
+    def route(path: str, ws: Any) -> Any:
+        side, other = ("agent", "client") if path == "/agent" else ("client", "agent")
+        with ready:
+            peers[side] = ws
+            ready.notify_all()
+
+        def target() -> Any:
+            peer = peers.get(other)
+            if peer is None:
+                with ready:
+                    ready.wait_for(lambda: other in peers, timeout=30)
+                peer = peers[other]
+            return peer
+
+        return target
+
+    return _serve_websockets(route)
+
+
+def run_relay_agent(port: int) -> int:
+    """A bare agent: each message goes straight back from the reading thread."""
+    import websocket
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/agent", skip_utf8_validation=True)
+    if ws.sock is not None:
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print("connected", flush=True)
+    try:
+        while True:
+            _op, data = ws.recv_data()
+            ws.send(data, websocket.ABNF.OPCODE_TEXT)
+    except (websocket.WebSocketException, OSError):
+        return 0
 
 
 # ----------------------------------------------------------------- replay
@@ -165,11 +221,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="bare floor servers")
     sub = parser.add_subparsers(dest="kind", required=True)
     sub.add_parser("echo")
+    sub.add_parser("relay")
+    agent = sub.add_parser("relay-agent")
+    agent.add_argument("--port", type=int, required=True)
     replay = sub.add_parser("replay")
     replay.add_argument("--frames", required=True)
     args = parser.parse_args()
     if args.kind == "echo":
         return run_echo()
+    if args.kind == "relay":
+        return run_relay()
+    if args.kind == "relay-agent":
+        return run_relay_agent(args.port)
     return run_replay(args.frames)
 
 
