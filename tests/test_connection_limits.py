@@ -202,3 +202,14 @@ def test_an_agent_that_stops_reading_is_closed_at_its_byte_budget_and_the_sessio
         lambda: server.berth.get_session(sid).info.status.value == "reconnecting",
         what="the session waiting for its agent",
     )
+
+
+def test_accepting_when_no_connection_is_pending_returns_at_once(make_server):
+    """serve_forever accepts after select said "readable"; a connection gone from
+    the queue in between must not block accept(), and shutdown() behind it, for good."""
+    server = make_server()
+    httpd = server.server._httpd
+    accepting = threading.Thread(target=httpd._handle_request_noblock, daemon=True)
+    accepting.start()
+    accepting.join(5)
+    assert not accepting.is_alive(), "accept() blocked with no connection pending"

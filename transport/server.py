@@ -150,6 +150,10 @@ class BerthServer:
         self._httpd.admission = self.admission
         self._httpd._admitted = {}
         self._httpd.request_queue_size = 1024
+        # serve_forever accepts after its select said "readable"; a connection
+        # gone from the queue in between would block a blocking accept() for good,
+        # and shutdown() with it. Non-blocking, that accept just finds nothing.
+        self._httpd.socket.setblocking(False)
         self.port = self._httpd.server_port
         self._thread: threading.Thread | None = None
         self.loop = IOLoop()
