@@ -339,7 +339,7 @@ def _warm(running: Any, docker_client: Any, api: Any) -> dict[str, Any]:
     logs = claimed[0].logs().decode(errors="replace") if claimed else ""
     first = api.wait_for(lambda r: r.is_conversation and r.prompt == "warm hello", 10, "the first request")
     return {
-        "warmed_before_the_claim": "Claude Code warmed up in" in logs,
+        "warmed_before_the_claim": "Claude Code warmed up" in logs,
         "first_request_roles": [m.get("role") for m in first.body.get("messages") or []],
         "api_saw_the_warm_up": any("warm-up" in json.dumps(r.body).lower() for r in api.snapshot()),
         "from_the_pool": len(claimed) == 1,

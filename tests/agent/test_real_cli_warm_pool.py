@@ -3,8 +3,8 @@
 As in ``tests/agent/test_real_cli.py`` (whose helpers this uses), the CLI
 runs in a network namespace with only loopback against the fake Messages
 API. ``WarmRunner`` starts it the way a pooled container does: placeholder
-token, its ``ANTHROPIC_BASE_URL`` on the agent's stand-in, one warm-up turn
-answered by the stand-in and rewound. The test checks what a user would
+token, its ``ANTHROPIC_BASE_URL`` on the agent's stand-in, warm-up turns
+answered by the stand-in, each rewound. The test checks what a user would
 care about: nothing reached the API before the claim, the session's first
 prompt reached it with the session's token and the OAuth beta and with no
 trace of the warm-up (in the conversation, in the frames, after a park and
@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from agent.sdk_runner import WARM_UP_TURNS
 from tests.agent.helpers import RunnerHarness
 from tests.agent.test_real_cli import (
     QUIET_ENV,
@@ -67,7 +68,7 @@ def test_a_pooled_cli_is_warmed_offline_and_its_session_sees_no_trace_of_the_war
     assert result["isolation"] == {"interfaces": ["lo"], "outside": "unreachable"}
     # Before the claim: the CLI ran a turn, answered by the stand-in; nothing left.
     assert result["warmed"] is True
-    assert result["stand_in_answered"] >= 1
+    assert result["stand_in_answered"] >= WARM_UP_TURNS
     assert result["api_requests_before_claim"] == []
     assert result["held_before_claim"] == [], "the warm-up's messages would reach the session"
     # The claimed session's first prompt: the session's token, the OAuth beta, a clean conversation.
