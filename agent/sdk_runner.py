@@ -67,10 +67,12 @@ NO_TOKEN = (
 #: What a pooled CLI's warm-up turns say (the stand-in answers them; each is rewound).
 WARM_UP_PROMPT = "Berth warm-up: reply ok."
 #: How many warm-up turns: the CLI's code keeps getting faster over its first
-#: tens of turns; measured on the host (scripts/bench/claude_warmup.py), its
-#: first real prompt costs ~1.4x a long-running CLI's turn after 1 warm-up
-#: turn, ~1.2x after 20, ~1.0x after 30 (about 1 s of CPU in all).
-WARM_UP_TURNS = 30
+#: tens of turns. Measured (scripts/bench/claude_warmup.py on the host, and the
+#: claude benchmark in containers): its first real prompt costs ~1.4x a
+#: long-running CLI's turn after 1 warm-up turn, ~1.2x after 20, ~1.0x after
+#: 30 on the host; in a container 30 left ~1.5x, 60 ~1.2x. 60 turns take
+#: about 2 s of CPU, before the pool slot is offered.
+WARM_UP_TURNS = 60
 
 
 @dataclass(frozen=True)

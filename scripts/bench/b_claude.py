@@ -104,6 +104,8 @@ def run(ctx: Context) -> dict[str, Any]:
             "host CLI warm turn: prompt → first token", floor_first),
         row("  sent at once (the pool's replacement starting meanwhile)", "ms", pool_busy),
         row("  sent once the pool's replacement is up", "ms", pool_quiet),
+        row("  its second prompt → first token", "ms", _ms([r.get("second_first_token_s") for r in pooled]),
+            "host CLI warm turn: prompt → first token", floor_first),
         row("warm-pool session: create → idle", "ms", _ms([r["create_to_idle_s"] for r in pooled])),
         row("warm turn: prompt → first token", "ms", warm_first,
             "host CLI warm turn: prompt → first token", floor_first),
