@@ -250,7 +250,8 @@ def _session_container(docker_client: Any, sid: str, pooled: set[str]) -> Any:
         if c.labels.get("berth.session") == sid:
             return c
         if c.id in pooled:
-            assignment = c.exec_run(["cat", "/home/berth/.berth/assignment.json"]).output.decode()
+            files = "/run/berth/assignment.json /home/berth/.berth/assignment.json"
+            assignment = c.exec_run(["sh", "-c", f"cat {files} 2>/dev/null"]).output.decode()
             if f'"sessionId":"{sid}"' in assignment:
                 return c
     return None
@@ -353,6 +354,11 @@ def _berth(
                     "after_refill": quiet,
                 }
             )
+            labels = {x.id: x.labels.get("berth.session", "") for x in pool.containers(docker_client)}
+            pooled_ids = {cid for cid, label in labels.items() if label.startswith("pool-")}
+            claimed = _session_container(docker_client, sid, pooled_ids)
+            if claimed is not None:  # its agent's log, kept with the results
+                (work / f"pooled-{i}.log").write_bytes(claimed.logs(timestamps=True))
             rest_delete(running, sid)
             # Its container gone, so the next claim is not held up by max_sessions.
             wait_until(lambda: len(pool.containers(docker_client)) <= 1, TIMEOUT, "the session's end")
