@@ -6,8 +6,9 @@ for an ``assign`` frame carrying the session id and its secrets; it keeps the
 assignment in a private file (so a restarted worker resumes the same
 session), closes the pool connection and becomes that session's agent.
 With the SDK runner it starts Claude Code first (``WarmRunner``), warms it
-with a turn answered on loopback, and takes the slot only then, so a
-claimed session's first prompt goes straight to a running, warm CLI.
+with turns answered on loopback (when the Messages API is a configured
+one), and takes the slot only then, so a claimed session's first prompt
+goes straight to a running, warm CLI.
 """
 
 from __future__ import annotations
