@@ -167,7 +167,8 @@ class ApiStandIn:
         self._ssl: ssl.SSLContext | None = None
         self.answered = 0
         self.forwarded = 0
-        self._connections: set[asyncio.Task[None]] = set()
+        #: Each client connection's writer and task (``close`` ends them).
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
@@ -193,16 +194,18 @@ class ApiStandIn:
         self._upstream = upstream
 
     async def close(self) -> None:
+        """Stop listening and end every connection (its reader sees the end, its pipe is cancelled)."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        for writer in list(self._connections.values()):
+            writer.close()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         upstream: tuple[asyncio.StreamWriter, asyncio.Task[None]] | None = None
         try:
             while True:
@@ -228,7 +231,7 @@ class ApiStandIn:
                 upstream[0].close()
                 upstream[1].cancel()
             writer.close()
-            self._connections.discard(task)
+            self._connections.pop(task, None)
 
     async def _connect(
         self, target: Upstream, downstream: asyncio.StreamWriter
