@@ -78,7 +78,9 @@ def run(ctx: Context) -> dict[str, Any]:
     floor, berth = data["floor"], data["berth"]
     floor_first, floor_trip = _ms(floor["warm_first_token_s"]), _ms(floor["warm_round_trip_s"])
     cold = berth["cold"]
-    pooled = berth["warm_pool"]
+    # A create that found no claimable slot was started cold: not a warm-pool sample.
+    pooled = [r for r in berth["warm_pool"] if r.get("from_pool", True)]
+    unpooled = len(berth["warm_pool"]) - len(pooled)
     warm_first, warm_trip = _ms(berth["warm_first_token_s"]), _ms(berth["warm_round_trip_s"])
     pool_first = _ms([r["first_token_s"] for r in pooled])
     pool_busy = _ms([r["first_token_s"] for r in pooled if not r.get("after_refill")])
@@ -107,6 +109,7 @@ def run(ctx: Context) -> dict[str, Any]:
         row("  its second prompt → first token", "ms", _ms([r.get("second_first_token_s") for r in pooled]),
             "host CLI warm turn: prompt → first token", floor_first),
         row("warm-pool session: create → idle", "ms", _ms([r["create_to_idle_s"] for r in pooled])),
+        row("  created with no claimable slot (started cold, left out)", "sessions", [unpooled]),
         row("warm turn: prompt → first token", "ms", warm_first,
             "host CLI warm turn: prompt → first token", floor_first),
         row("warm turn: prompt → result", "ms", warm_trip, "host CLI warm turn: prompt → result", floor_trip),

@@ -345,8 +345,15 @@ def _berth(
             sent, first, result = c.turn(sid, f"pooled {i}")
             # Its second prompt: what the stand-in's forwarding hop costs a later turn.
             sent2, first2, _ = c.turn(sid, f"pooled {i} again")
+            labels = {x.id: x.labels.get("berth.session", "") for x in pool.containers(docker_client)}
+            pooled_ids = {cid for cid, label in labels.items() if label.startswith("pool-")}
+            claimed = _session_container(docker_client, sid, pooled_ids)
+            if claimed is not None:  # its agent's log, kept with the results
+                (work / f"pooled-{i}.log").write_bytes(claimed.logs(timestamps=True))
             out["warm_pool"].append(
                 {
+                    # False: the server found no claimable slot and started it cold.
+                    "from_pool": claimed is not None and claimed.id in pooled_ids,
                     "create_to_idle_s": ready - t0,
                     "first_token_s": first - sent,
                     "round_trip_s": result - sent,
@@ -354,11 +361,6 @@ def _berth(
                     "after_refill": quiet,
                 }
             )
-            labels = {x.id: x.labels.get("berth.session", "") for x in pool.containers(docker_client)}
-            pooled_ids = {cid for cid, label in labels.items() if label.startswith("pool-")}
-            claimed = _session_container(docker_client, sid, pooled_ids)
-            if claimed is not None:  # its agent's log, kept with the results
-                (work / f"pooled-{i}.log").write_bytes(claimed.logs(timestamps=True))
             rest_delete(running, sid)
             # Its container gone, so the next claim is not held up by max_sessions.
             wait_until(lambda: len(pool.containers(docker_client)) <= 1, TIMEOUT, "the session's end")
