@@ -21,6 +21,11 @@ error result naming the fix.
 With ``park_after`` an idle CLI is stopped after that many seconds and the
 next prompt resumes the same conversation (``--resume <id>``), trading the
 CLI's memory for a start-up on the next prompt.
+
+A pooled runner's CLIs talk to a Messages API stand-in (``stand_in``,
+``agent.api_standin``), so that ``warm_up`` can run the CLI's first turns
+before there is a session, offline, and take them back out of its
+conversation.
 """
 
 from __future__ import annotations
