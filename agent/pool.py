@@ -5,9 +5,10 @@ instead of a session. The agent connects on ``/agent/pool/<slot>`` and waits
 for an ``assign`` frame carrying the session id and its secrets; it keeps the
 assignment in a private file (so a restarted worker resumes the same
 session), closes the pool connection and becomes that session's agent.
-With the SDK runner it starts Claude Code first (``WarmRunner``) and takes
-the slot only once the CLI is connected, so a claimed session's first
-prompt goes straight to a running CLI.
+With the SDK runner it starts Claude Code first (``WarmRunner``), warms it
+with turns answered on loopback (when the Messages API is a configured
+one), and takes the slot only then, so a claimed session's first prompt
+goes straight to a running, warm CLI.
 """
 
 from __future__ import annotations
@@ -132,6 +133,34 @@ def pool_token(env: Mapping[str, str]) -> Secret | None:
     return Secret(value) if value else None
 
 
+#: Environment under which the CLI reaches its API in a way the stand-in does
+#: not copy (a proxy, a unix socket, another provider): no stand-in then.
+_NO_STAND_IN = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "ANTHROPIC_UNIX_SOCKET",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+)
+
+
+def stand_in_fits(env: Mapping[str, str]) -> bool:
+    """Whether a pooled CLI may talk to a loopback stand-in of its Messages API.
+
+    Only with a configured base URL (``claude_api_base_url``): the CLI then
+    treats its API as a custom endpoint anyway, and a loopback URL changes
+    nothing it sends. Pointed away from Anthropic's own API, the CLI would
+    behave as for a custom endpoint for its whole life (other betas, no
+    managed settings or policy limits), so it is not, and is not warmed.
+    """
+    return bool(env.get("ANTHROPIC_BASE_URL")) and not any(env.get(name) for name in _NO_STAND_IN)
+
+
 class WarmRunner:
     """A pooled container's Claude Code, started before the container has a session.
 
@@ -140,7 +169,8 @@ class WarmRunner:
     started and connected first and the pool slot offered only then. What
     only the session knows arrives at claim time, late enough for the CLI:
     the token goes into the credentials file (the CLI re-reads it before each
-    request; until then it holds a placeholder), a GitHub token into the file
+    request; until then it holds a placeholder), the API stand-in starts
+    forwarding (``agent.api_standin``), a GitHub token into the file
     the CLI sources before each Bash command (``CLAUDE_ENV_FILE``), and the
     permission mode and model are switched over the control protocol. A session with a repository
     does not take it: the CLI reads the workspace (git state, CLAUDE.md,
@@ -159,11 +189,22 @@ class WarmRunner:
         assert isinstance(runner, SdkRunner)
         self.runner = runner
         self.died = False
+        self._env = dict(env)
 
     def start(self) -> bool:
-        """Start the CLI; False (logged) if it cannot start."""
+        """Start the CLI (warmed, where a stand-in fits); False (logged) if it cannot start."""
+
+        async def starting() -> None:
+            from agent.api_standin import ApiStandIn
+
+            if stand_in_fits(self._env):
+                self.runner.stand_in = await ApiStandIn().start()
+            await self.runner.start()
+            if self.runner.stand_in is not None and not await self.runner.warm_up():
+                log.warning("the pooled Claude Code is not warm: its first prompt will cost more")
+
         try:
-            self.loop.run_until_complete(self.runner.start())
+            self.loop.run_until_complete(starting())
         except Exception as exc:
             log.error("the warm Claude Code could not start: %s", exc)
             return False
@@ -198,6 +239,10 @@ class WarmRunner:
         runner = self.runner
 
         async def configure() -> None:
+            if runner.stand_in is not None:
+                runner.stand_in.forward_to(
+                    self._env.get("ANTHROPIC_BASE_URL"), self._env.get("NODE_EXTRA_CA_CERTS")
+                )
             token = config.oauth_token()
             if token is not None:
                 await runner.update_token(token)

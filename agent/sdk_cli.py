@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from transport.protocol import ModelInfo
@@ -43,6 +44,8 @@ class CliConnection:
         self.start_seconds = 0.0
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None
+        #: While set, messages go here, not to ``on_message`` (a warm-up turn's).
+        self._diverted: asyncio.Future[None] | None = None
         self.closing = False
 
     @classmethod
@@ -77,7 +80,11 @@ class CliConnection:
     async def _read(self) -> None:
         try:
             async for message in self.client.receive_messages():
-                self._on_message(message)
+                diverted = self._diverted
+                if diverted is None:
+                    self._on_message(message)
+                elif type(message).__name__ == "ResultMessage" and not diverted.done():
+                    diverted.set_result(None)
         except asyncio.CancelledError:
             if not self.ended.done():
                 self.ended.set_result(None)
@@ -92,6 +99,48 @@ class CliConnection:
 
     async def query(self, content: str) -> None:
         await self.client.query(content)
+
+    async def warm_up(self, prompt: str, timeout: float) -> bool:
+        """One turn nobody sees, then the conversation rewound to before it.
+
+        The turn runs the CLI's first-prompt work (code run for the first time,
+        tool definitions, its first API connection) ahead of the session's first
+        prompt; its messages are dropped, and ``rewind_conversation`` takes the
+        prompt and its reply back out of the conversation (and its transcript),
+        so the session's first prompt is again the conversation's first. True if
+        the CLI confirmed the rewind; False (the conversation may hold the turn)
+        otherwise.
+        """
+        send_control = getattr(getattr(self.client, "_query", None), "_send_control_request", None)
+        if send_control is None:
+            log.warning("this claude-agent-sdk cannot rewind a conversation; no warm-up")
+            return False
+        message_id = str(uuid.uuid4())
+
+        async def message() -> AsyncIterator[dict[str, Any]]:
+            user = {"role": "user", "content": prompt}
+            yield {"type": "user", "message": user, "parent_tool_use_id": None, "uuid": message_id}
+
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._diverted = finished
+        try:
+            await self.client.query(message())
+            waits: set[asyncio.Future[None]] = {finished, self.ended}
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if finished not in done:
+                log.warning("the warm-up turn did not finish within %.1f s", timeout)
+                return False
+            rewind = {"subtype": "rewind_conversation", "target_message_uuid": message_id}
+            response = await send_control(rewind, timeout)
+        except Exception as exc:
+            log.warning("the warm-up failed: %s", exc)
+            return False
+        finally:
+            self._diverted = None
+        if not (isinstance(response, dict) and response.get("rewound") is True):
+            log.warning("Claude Code did not rewind the warm-up turn: %s", response)
+            return False
+        return True
 
     async def close(self, timeout: float) -> None:
         """Stop reading and stop the CLI, killing it after ``timeout``."""

@@ -21,12 +21,18 @@ error result naming the fix.
 With ``park_after`` an idle CLI is stopped after that many seconds and the
 next prompt resumes the same conversation (``--resume <id>``), trading the
 CLI's memory for a start-up on the next prompt.
+
+A pooled runner's CLIs talk to a Messages API stand-in (``stand_in``,
+``agent.api_standin``), so that ``warm_up`` can run the CLI's first turns
+before there is a session, offline, and take them back out of its
+conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +60,8 @@ from transport.protocol import (
 if TYPE_CHECKING:
     from claude_agent_sdk import ClaudeAgentOptions
 
+    from agent.api_standin import ApiStandIn
+
 log = logging.getLogger(__name__)
 
 NO_TOKEN = (
@@ -61,6 +69,15 @@ NO_TOKEN = (
     "Claude login (`berth serve --claude-dir ~/.claude`, see docs/claude-code.md), "
     "then send the prompt again."
 )
+#: What a pooled CLI's warm-up turns say (the stand-in answers them; each is rewound).
+WARM_UP_PROMPT = "Berth warm-up: reply ok."
+#: How many warm-up turns: the CLI's code keeps getting faster over its first
+#: tens of turns. Measured (scripts/bench/claude_warmup.py on the host, and the
+#: claude benchmark in containers): its first real prompt costs ~1.4x a
+#: long-running CLI's turn after 1 warm-up turn, ~1.2x after 20, ~1.0x after
+#: 30 on the host; in a container 30 left ~1.5x, 60 ~1.2x. 60 turns take
+#: about 2 s of CPU, before the pool slot is offered.
+WARM_UP_TURNS = 60
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,9 @@ class SdkRunner:
         self._conversation_started = False
         self.parked = False
         self.resume_seconds: list[float] = []
+        #: A pooled runner's Messages API stand-in (``agent.api_standin``): the
+        #: CLIs it starts talk to it, so the first one can be warmed offline.
+        self.stand_in: ApiStandIn | None = None
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
@@ -134,6 +154,27 @@ class SdkRunner:
     async def start(self) -> None:
         """Start the CLI now (idempotent); returns once it can take a prompt."""
         await self._live_cli()
+
+    async def warm_up(self, turns: int = WARM_UP_TURNS) -> bool:
+        """Warm the started CLI with turns the stand-in answers, each rewound.
+
+        If the CLI did not confirm a rewind, its conversation may hold a
+        warm-up turn, so it is replaced by a fresh CLI (with a new conversation
+        id), which is not warm but has nothing in it. True if warmed.
+        """
+        cli = await self._live_cli()
+        started = time.monotonic()
+        for done in range(turns):
+            if not await cli.warm_up(WARM_UP_PROMPT, self._config.close_timeout):
+                log.warning("the warm-up stopped after %d turns; starting a fresh Claude Code", done)
+                break
+        else:
+            log.info("Claude Code warmed up (%d turns) in %.2f s", turns, time.monotonic() - started)
+            return True
+        await self._shut_cli()
+        self.conversation_id = str(uuid.uuid4())
+        await self._live_cli()
+        return False
 
     def cli_ended(self) -> asyncio.Future[None] | None:
         """Settles when the running CLI's stream ends (None: no CLI running)."""
@@ -351,6 +392,9 @@ class SdkRunner:
         cli_path = self._config.cli_path
         if self._config.tool_user is not None:
             cli_path = self._config.tool_user.cli_wrapper(cli_path)
+        env = self._credentials.cli_env()
+        if self.stand_in is not None:
+            env["ANTHROPIC_BASE_URL"] = self.stand_in.url
         return ClaudeAgentOptions(
             cli_path=cli_path,
             cwd=self._config.cwd,
@@ -358,7 +402,7 @@ class SdkRunner:
             can_use_tool=self._permissions.can_use_tool,
             permission_mode=SDK_MODES[self._mode],
             model=self._model,
-            env=self._credentials.cli_env(),
+            env=env,
             system_prompt=prompt,
             setting_sources=["user", "project"],
             stderr=self._on_stderr,
@@ -462,6 +506,8 @@ class SdkRunner:
             await self._shut_cli()
         if self._channel is not None:
             fail_remaining(self._channel, RunnerClosed("the runner closed before this turn"))
+        if self.stand_in is not None:
+            await self.stand_in.close()
 
 
 __all__ = ["BERTH_MODES", "PLACEHOLDER_TOKEN", "SdkRunner", "SdkRunnerConfig"]

@@ -269,6 +269,10 @@ class FakeMessagesApi:
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeMessagesApi
     protocol_version = "HTTP/1.1"
+    # Each SSE event is its own small write: with Nagle's algorithm on, one
+    # waits for the client's delayed ACK (~40 ms) on a kept-alive connection.
+    # A real API server sends at once; so does this one.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -137,6 +137,11 @@ def test_a_warm_pool_session_gets_a_running_claude_code_with_its_token_mode_and_
     assert warm["first_request"] == {"bearer": TOKEN_B, "oauth_beta": True}
     assert warm["permission_mode"] == "auto_edits"
     assert warm["tool_github_token"] == GITHUB_TOKEN
+    # Warmed before its claim by a turn the agent's stand-in answered, of which
+    # neither the API nor the session's conversation saw anything.
+    assert warm["warmed_before_the_claim"] is True
+    assert "assistant" not in warm["first_request_roles"], "the first request carries an earlier turn"
+    assert warm["api_saw_the_warm_up"] is False
 
 
 # ----------------------------------------------- the scenario (in the namespace)
@@ -331,7 +336,12 @@ def _warm(running: Any, docker_client: Any, api: Any) -> dict[str, Any]:
     s.ws.send({"type": "approve_tool", "sessionId": sid, "approvalId": asked["id"], "allow": True})
     s.ws.recv_until(lambda f: f["type"] == "result", timeout=TURN)
     gh = claimed[0].exec_run(["cat", "/workspace/gh.txt"]).output.decode().strip() if claimed else None
+    logs = claimed[0].logs().decode(errors="replace") if claimed else ""
+    first = api.wait_for(lambda r: r.is_conversation and r.prompt == "warm hello", 10, "the first request")
     return {
+        "warmed_before_the_claim": "Claude Code warmed up" in logs,
+        "first_request_roles": [m.get("role") for m in first.body.get("messages") or []],
+        "api_saw_the_warm_up": any("warm-up" in json.dumps(r.body).lower() for r in api.snapshot()),
         "from_the_pool": len(claimed) == 1,
         "cli_started_before_the_session": started is not None and started < created_at,
         "result": {"isError": result["isError"], "result": result.get("result")},

@@ -78,7 +78,9 @@ def run(ctx: Context) -> dict[str, Any]:
     floor, berth = data["floor"], data["berth"]
     floor_first, floor_trip = _ms(floor["warm_first_token_s"]), _ms(floor["warm_round_trip_s"])
     cold = berth["cold"]
-    pooled = berth["warm_pool"]
+    # A create that found no claimable slot was started cold: not a warm-pool sample.
+    pooled = [r for r in berth["warm_pool"] if r.get("from_pool", True)]
+    unpooled = len(berth["warm_pool"]) - len(pooled)
     warm_first, warm_trip = _ms(berth["warm_first_token_s"]), _ms(berth["warm_round_trip_s"])
     pool_first = _ms([r["first_token_s"] for r in pooled])
     pool_busy = _ms([r["first_token_s"] for r in pooled if not r.get("after_refill")])
@@ -100,11 +102,14 @@ def run(ctx: Context) -> dict[str, Any]:
             "host CLI warm turn: prompt → first token", floor_first),
         row("  the same against the first prompt of a started host CLI", "ms", pool_first,
             "host CLI started, idle 1 s: first prompt → first token", floor_started),
-        row("  bound: the host CLI's own first prompt against its warm turn", "ms", floor_started,
+        row("  unwarmed: a started host CLI's first prompt against its warm turn", "ms", floor_started,
             "host CLI warm turn: prompt → first token", floor_first),
         row("  sent at once (the pool's replacement starting meanwhile)", "ms", pool_busy),
         row("  sent once the pool's replacement is up", "ms", pool_quiet),
+        row("  its second prompt → first token", "ms", _ms([r.get("second_first_token_s") for r in pooled]),
+            "host CLI warm turn: prompt → first token", floor_first),
         row("warm-pool session: create → idle", "ms", _ms([r["create_to_idle_s"] for r in pooled])),
+        row("  created with no claimable slot (started cold, left out)", "sessions", [unpooled]),
         row("warm turn: prompt → first token", "ms", warm_first,
             "host CLI warm turn: prompt → first token", floor_first),
         row("warm turn: prompt → result", "ms", warm_trip, "host CLI warm turn: prompt → result", floor_trip),
@@ -117,14 +122,15 @@ def run(ctx: Context) -> dict[str, Any]:
     pool_ratio = _median(pool_first) / _median(floor_first)
     trip_ratio = _median(warm_trip) / _median(floor_trip)
     first_ratio = _median(warm_first) / _median(floor_first)
-    # What no pool can go below: a started CLI's first prompt costs this much
-    # more than its later ones (work the CLI does lazily on its first turn,
-    # which only a real API round trip warms; BENCHMARKS.md).
+    # What a pool that did not warm its CLI would get: a started CLI's first
+    # prompt costs this much more than its later ones (work the CLI does on its
+    # first turns; a pooled CLI is warmed with turns the agent's stand-in
+    # answers, docs/claude-code.md).
     bound_ratio = _median(floor_started) / _median(floor_first)
     started_ratio = _median(pool_first) / _median(floor_started)
     result["verdicts"] = [
         {"target": "warm-pool first token ≤ 1.25 × warm-turn floor", "value":
-         f"{pool_ratio:.2f} × (bound by the CLI's own first prompt: {bound_ratio:.2f} ×; "
+         f"{pool_ratio:.2f} × (an unwarmed CLI's first prompt: {bound_ratio:.2f} ×; "
          f"{started_ratio:.2f} × a started host CLI's first prompt)", "ok": pool_ratio <= 1.25},
         {"target": "warm turn round trip ≤ 1.1 × floor", "value": f"{trip_ratio:.2f} ×",
          "ok": trip_ratio <= 1.1},

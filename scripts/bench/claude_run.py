@@ -167,12 +167,25 @@ class _Served:
         self.server = SimpleNamespace(http_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}")
 
     def pool_ready(self, docker_client: Any) -> int:
-        """Pooled containers whose agent connected (it does once its CLI is up)."""
+        """Unclaimed pooled containers whose agent connected (it does once its CLI is up
+        and warm); a claimed one keeps its pool label and its log, but has an assignment."""
+        from docker.errors import APIError
+
         ready = 0
-        for c in docker_client.containers.list(filters={"label": f"berth.instance={self.instance}"}):
-            if c.labels.get("berth.session", "").startswith("pool-") and b"connected to" in c.logs():
-                ready += 1
+        for c in self.containers(docker_client):
+            try:
+                if c.labels.get("berth.session", "").startswith("pool-") and b"connected to" in c.logs():
+                    files = "/run/berth/assignment.json /home/berth/.berth/assignment.json"
+                    claimed = c.exec_run(["sh", "-c", f"cat {files} 2>/dev/null"]).output.strip()
+                    ready += not claimed
+            except APIError:  # being removed
+                continue
         return ready
+
+    def containers(self, docker_client: Any) -> list[Any]:
+        """This server's running containers."""
+        found: list[Any] = docker_client.containers.list(filters={"label": f"berth.instance={self.instance}"})
+        return found
 
     def stop(self) -> None:
         self.process.stop(timeout=90)
@@ -237,7 +250,8 @@ def _session_container(docker_client: Any, sid: str, pooled: set[str]) -> Any:
         if c.labels.get("berth.session") == sid:
             return c
         if c.id in pooled:
-            assignment = c.exec_run(["cat", "/home/berth/.berth/assignment.json"]).output.decode()
+            files = "/run/berth/assignment.json /home/berth/.berth/assignment.json"
+            assignment = c.exec_run(["sh", "-c", f"cat {files} 2>/dev/null"]).output.decode()
             if f'"sessionId":"{sid}"' in assignment:
                 return c
     return None
@@ -329,15 +343,27 @@ def _berth(
             if quiet:
                 wait_until(lambda: pool.pool_ready(docker_client) >= 1, TIMEOUT, "the pool refilled")
             sent, first, result = c.turn(sid, f"pooled {i}")
+            # Its second prompt: what the stand-in's forwarding hop costs a later turn.
+            sent2, first2, _ = c.turn(sid, f"pooled {i} again")
+            labels = {x.id: x.labels.get("berth.session", "") for x in pool.containers(docker_client)}
+            pooled_ids = {cid for cid, label in labels.items() if label.startswith("pool-")}
+            claimed = _session_container(docker_client, sid, pooled_ids)
+            if claimed is not None:  # its agent's log, kept with the results
+                (work / f"pooled-{i}.log").write_bytes(claimed.logs(timestamps=True))
             out["warm_pool"].append(
                 {
+                    # False: the server found no claimable slot and started it cold.
+                    "from_pool": claimed is not None and claimed.id in pooled_ids,
                     "create_to_idle_s": ready - t0,
                     "first_token_s": first - sent,
                     "round_trip_s": result - sent,
+                    "second_first_token_s": first2 - sent2,
                     "after_refill": quiet,
                 }
             )
             rest_delete(running, sid)
+            # Its container gone, so the next claim is not held up by max_sessions.
+            wait_until(lambda: len(pool.containers(docker_client)) <= 1, TIMEOUT, "the session's end")
     finally:
         running.stop()
 
