@@ -160,6 +160,10 @@ class BerthConfig:
     claude_park_after: float = 0.0
     #: Start Claude Code so that a session can be switched to ``dangerous`` later.
     claude_allow_dangerous: bool = True
+    #: Turns a pooled Claude Code runs against a loopback stand-in of its API, each
+    #: rewound, before its slot is offered (only with ``claude_api_base_url``); its
+    #: code gets faster over its first tens of turns. 0: no warm-up.
+    claude_warm_up_turns: int = 60
     #: A graceful stop terminates sessions and removes their containers (else they keep
     #: running and the next start with this instance id and state dir takes them back).
     stop_sessions_on_exit: bool = False
@@ -333,6 +337,8 @@ class BerthConfig:
                 )
         if self.futex_hash_slots < 0 or self.futex_hash_slots & (self.futex_hash_slots - 1):
             raise ValueError("futex_hash_slots must be 0 (the kernel's choice) or a power of two")
+        if self.claude_warm_up_turns < 0:
+            raise ValueError("claude_warm_up_turns must be >= 0 (0: no warm-up)")
         if self.gc_young_threshold < 0:
             raise ValueError("gc_young_threshold must be >= 0 (0 leaves Python's)")
         if self.session_store not in ("sqlite", "none"):

@@ -161,6 +161,14 @@ def stand_in_fits(env: Mapping[str, str]) -> bool:
     return bool(env.get("ANTHROPIC_BASE_URL")) and not any(env.get(name) for name in _NO_STAND_IN)
 
 
+def warm_up_turns(env: Mapping[str, str]) -> int:
+    """``BERTH_WARM_UP_TURNS`` (the server's ``claude_warm_up_turns``); 0: no warm-up."""
+    from agent.sdk_runner import WARM_UP_TURNS  # the SDK is imported only where it runs
+
+    value = env.get("BERTH_WARM_UP_TURNS", "").strip()
+    return int(value) if value.isdigit() else WARM_UP_TURNS
+
+
 class WarmRunner:
     """A pooled container's Claude Code, started before the container has a session.
 
@@ -197,10 +205,11 @@ class WarmRunner:
         async def starting() -> None:
             from agent.api_standin import ApiStandIn
 
-            if stand_in_fits(self._env):
+            turns = warm_up_turns(self._env)
+            if turns and stand_in_fits(self._env):
                 self.runner.stand_in = await ApiStandIn().start()
             await self.runner.start()
-            if self.runner.stand_in is not None and not await self.runner.warm_up():
+            if self.runner.stand_in is not None and not await self.runner.warm_up(turns):
                 log.warning("the pooled Claude Code is not warm: its first prompt will cost more")
 
         try:
