@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import docker_runtime_or_skip
+from tests.namespace_scenario import run_scenario
 
 SDK_IMAGE = os.environ.get("BERTH_TEST_SDK_IMAGE", "berth-session-sdk:latest")
 REPO = Path(__file__).resolve().parents[1]
@@ -145,20 +145,6 @@ def test_a_warm_pool_session_gets_a_running_claude_code_with_its_token_mode_and_
 
 
 # ----------------------------------------------- the scenario (in the namespace)
-
-
-def _isolation() -> dict[str, Any]:
-    import socket
-
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("192.0.2.1", 9))
-        outside = "reachable"
-    except OSError:
-        outside = "unreachable"
-    finally:
-        probe.close()
-    return {"interfaces": sorted(n for _, n in socket.if_nameindex()), "outside": outside}
 
 
 def _write_login(claude_dir: Path, token: str) -> None:
@@ -411,17 +397,7 @@ def main(argv: list[str]) -> int:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     holder, work = argv[0], Path(argv[1])
-    isolation = _isolation()
-    if isolation != {"interfaces": ["lo"], "outside": "unreachable"}:
-        print(f"refusing to run outside a loopback-only namespace: {isolation}", file=sys.stderr)
-        return 3
-    try:
-        result = scenario(holder, work)
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    print("RESULT " + json.dumps({**result, "isolation": isolation}), flush=True)
-    return 0
+    return run_scenario(lambda: scenario(holder, work))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,10 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -38,6 +36,7 @@ from actors.secret import Secret
 from agent.credentials import read_access_token
 from tests.agent.helpers import RunnerHarness, wait_until
 from tests.fake_messages_api import OAUTH_BETA, FakeMessagesApi, Reply, Request
+from tests.namespace_scenario import run_scenario
 from transport.protocol import (
     ApprovalRequest,
     ApprovalResponse,
@@ -128,18 +127,23 @@ def namespace() -> list[str]:
 
 
 def run_isolated(namespace: list[str], scenario: str, work: Path) -> dict[str, Any]:
-    """Run ``scenario`` in a loopback-only namespace; its JSON result."""
+    """Run ``scenario`` of this module in a loopback-only namespace; its JSON result."""
+    return run_module_isolated(namespace, "tests.agent.test_real_cli", [scenario, str(work)], work / "home")
+
+
+def run_module_isolated(
+    namespace: list[str], module: str, args: list[str], home: Path | None = None
+) -> dict[str, Any]:
+    """``python3 -m module *args`` in a loopback-only namespace (the CLI's noise
+    switched off); the JSON of its ``RESULT`` line, with its stderr."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     env.update(QUIET_ENV)
-    env.update(
-        {
-            "PYTHONPATH": str(REPO),
-            "HOME": str(work / "home"),
-            "CLAUDE_CODE_STREAM_CLOSE_TIMEOUT": "120000",  # the SDK's initialize timeout, in ms
-        }
-    )
+    env["PYTHONPATH"] = str(REPO)
+    env["CLAUDE_CODE_STREAM_CLOSE_TIMEOUT"] = "120000"  # the SDK's initialize timeout, in ms
+    if home is not None:
+        env["HOME"] = str(home)
     done = subprocess.run(
-        [*namespace, sys.executable, "-m", "tests.agent.test_real_cli", scenario, str(work)],
+        [*namespace, sys.executable, "-m", module, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -149,7 +153,7 @@ def run_isolated(namespace: list[str], scenario: str, work: Path) -> dict[str, A
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise AssertionError(
-            f"scenario {scenario!r} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}"
+            f"{module} {' '.join(args[:1])} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}"
             f"\n--- stderr\n{done.stderr[-6000:]}"
         )
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
@@ -254,20 +258,6 @@ def test_a_cli_started_before_its_token_sends_the_first_pushed_one_with_the_oaut
 
 
 # ------------------------------------------------- scenarios (in the namespace)
-
-
-def _isolation() -> dict[str, Any]:
-    """What this network namespace offers: its interfaces, and whether the outside is reachable."""
-    interfaces = sorted(name for _, name in socket.if_nameindex())
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any route at all would accept this
-        outside = "reachable"
-    except OSError:
-        outside = "unreachable"
-    finally:
-        probe.close()
-    return {"interfaces": interfaces, "outside": outside}
 
 
 def _request(r: Request) -> dict[str, Any]:
@@ -503,25 +493,18 @@ def main(argv: list[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
     (work / "home").mkdir(exist_ok=True)
     os.environ["HOME"] = str(work / "home")
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    isolation = _isolation()
-    if isolation != {"interfaces": ["lo"], "outside": "unreachable"}:
-        print(f"refusing to run: this is not a loopback-only network namespace: {isolation}", file=sys.stderr)
-        return 3
-    try:
+
+    def run() -> dict[str, Any]:
         outcome = SCENARIOS[name](work)
         result = (
             asyncio.run(asyncio.wait_for(outcome, SCENARIO_TIMEOUT))
             if asyncio.iscoroutine(outcome)
             else outcome
         )
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    assert isinstance(result, dict)
-    print("RESULT " + json.dumps({**result, "isolation": isolation}), flush=True)
-    return 0
+        assert isinstance(result, dict)
+        return result
+
+    return run_scenario(run, QUIET_ENV)
 
 
 if __name__ == "__main__":

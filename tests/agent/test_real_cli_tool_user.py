@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,11 @@ from tests.agent.test_real_cli import (
     TOKEN_A,
     TOKEN_B,
     TURN_TIMEOUT,
-    _isolation,
     bundled_cli,
     namespace,  # noqa: F401  (the fixture)
 )
 from tests.fake_messages_api import OAUTH_BETA, FakeMessagesApi, Reply
+from tests.namespace_scenario import run_scenario
 from transport.protocol import ApprovalRequest
 
 pytestmark = [
@@ -142,19 +141,7 @@ async def scenario(shared: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     shared = Path(argv[0])
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    isolation = _isolation()
-    if isolation != {"interfaces": ["lo"], "outside": "unreachable"}:
-        print(f"refusing to run: this is not a loopback-only network namespace: {isolation}", file=sys.stderr)
-        return 3
-    try:
-        result = asyncio.run(asyncio.wait_for(scenario(shared), SCENARIO_TIMEOUT))
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    print("RESULT " + json.dumps({**result, "isolation": isolation}), flush=True)
-    return 0
+    return run_scenario(lambda: asyncio.run(asyncio.wait_for(scenario(shared), SCENARIO_TIMEOUT)), QUIET_ENV)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +29,14 @@ from agent.sdk_runner import WARM_UP_TURNS
 from tests.agent.helpers import RunnerHarness
 from tests.agent.test_real_cli import (
     QUIET_ENV,
-    REPO,
-    SCENARIO_TIMEOUT,
-    SCRUBBED_ENV,
     TOKEN_A,
     TURN_TIMEOUT,
-    _isolation,
     bundled_cli,
     namespace,  # noqa: F401  (the fixture)
+    run_module_isolated,
 )
 from tests.fake_messages_api import OAUTH_BETA, FakeMessagesApi
+from tests.namespace_scenario import run_scenario
 from transport.protocol import encode
 
 pytestmark = pytest.mark.timeout(300)
@@ -50,21 +46,9 @@ def test_a_pooled_cli_is_warmed_offline_and_its_session_sees_no_trace_of_the_war
     namespace: list[str],  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update(QUIET_ENV)
-    env.update({"PYTHONPATH": str(REPO), "HOME": str(tmp_path / "home")})
-    env["CLAUDE_CODE_STREAM_CLOSE_TIMEOUT"] = "120000"  # the SDK's initialize timeout, in ms
-    done = subprocess.run(
-        [*namespace, sys.executable, "-m", "tests.agent.test_real_cli_warm_pool", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SCENARIO_TIMEOUT,
+    result = run_module_isolated(
+        namespace, "tests.agent.test_real_cli_warm_pool", [str(tmp_path)], tmp_path / "home"
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, f"{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-6000:]}"
-    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["isolation"] == {"interfaces": ["lo"], "outside": "unreachable"}
     # Before the claim: the CLI ran a turn, answered by the stand-in; nothing left.
     assert result["warmed"] is True
@@ -81,7 +65,7 @@ def test_a_pooled_cli_is_warmed_offline_and_its_session_sees_no_trace_of_the_war
     assert "warm-up" not in json.dumps(result["conversation"]).lower()
     assert "warm-up" not in json.dumps(result["frames"]).lower()
     assert result["stand_in_forwarded"] == len(result["conversation"])
-    assert TOKEN_A not in done.stderr, "a token was logged"
+    assert TOKEN_A not in result["stderr"], "a token was logged"
 
 
 def _user_prompts(body: dict[str, Any]) -> list[str]:
@@ -179,19 +163,7 @@ def main(argv: list[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
     (work / "home").mkdir(exist_ok=True)
     os.environ["HOME"] = str(work / "home")
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    isolation = _isolation()
-    if isolation != {"interfaces": ["lo"], "outside": "unreachable"}:
-        print(f"refusing to run: this is not a loopback-only network namespace: {isolation}", file=sys.stderr)
-        return 3
-    try:
-        result = scenario(work)
-    except BaseException:
-        traceback.print_exc()
-        return 1
-    print("RESULT " + json.dumps({**result, "isolation": isolation}), flush=True)
-    return 0
+    return run_scenario(lambda: scenario(work), QUIET_ENV)
 
 
 if __name__ == "__main__":
