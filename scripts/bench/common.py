@@ -14,6 +14,7 @@ import math
 import os
 import queue
 import resource
+import secrets
 import signal
 import subprocess
 import sys
@@ -353,7 +354,7 @@ def _serving_port(line: str) -> int:
 def _prepare_state(workdir: Path, name: str) -> tuple[Path, Path, str]:
     state_dir = workdir / f"state-{name}"
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = os.urandom(24).hex()
+    token = secrets.token_urlsafe(32)  # 256 bits: the server refuses a weaker API token
     token_file = workdir / f"api-token-{name}"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
