@@ -54,6 +54,22 @@ def server(base_config, docker_runtime) -> Iterator[RunningServer]:
         yield running
 
 
+def _until_idle(page: Any, server: RunningServer, sid: str, selector: str = "#chat-status.s-idle") -> None:
+    """Wait for the page to show the session idle; on a timeout, say what the page
+    and the server showed instead (a flake once waited 90 s here with no clue why)."""
+    try:
+        page.wait_for_selector(selector, timeout=90_000)
+    except Exception as exc:
+        status, body = call(server, "GET", f"/api/sessions/{sid}")
+        shown = page.locator("#chat-status").all_inner_texts()
+        history = body.get("messages", [])[-5:] if isinstance(body, dict) else body
+        raise AssertionError(
+            f"the page never showed {sid} idle ({exc}); the page shows {shown}; "
+            f"the server answers {status}: {body.get('session') if isinstance(body, dict) else ''}; "
+            f"its last history: {history}"
+        ) from None
+
+
 def _signed_in(browser: Any, server: RunningServer, viewport: dict[str, int], url: str = "") -> Any:
     page = browser.new_page(viewport=viewport)
     page.set_default_timeout(30_000)
@@ -125,7 +141,7 @@ def test_on_a_phone_the_chat_answers_a_question_interrupts_stops_and_deletes(bro
     assert status == 201
     sid = created["session"]["id"]
     page = _signed_in(browser, server, PHONE)
-    page.wait_for_selector(f".session[data-id='{sid}'] .status.s-idle", timeout=90_000)
+    _until_idle(page, server, sid, f".session[data-id='{sid}'] .status.s-idle")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-phone-sessions.png"))
     page.click(f".session[data-id='{sid}'] a")
@@ -165,7 +181,7 @@ def test_a_dropped_connection_mid_stream_is_resumed_with_nothing_lost_or_shown_t
         sid = created["session"]["id"]
         page = _signed_in(browser, server, DESKTOP, url=proxy.url)
         page.click(f".session[data-id='{sid}'] a")
-        page.wait_for_selector("#chat-status.s-idle", timeout=90_000)
+        _until_idle(page, server, sid)
         _send(page, "/slow 120")
         page.wait_for_selector(".msg.streaming:has-text('t2 ')")
         proxy.cut()
