@@ -104,6 +104,7 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         #: Recovered after a restart (actors.recovery): resumed instead of started.
         self._restored = restored
         self._note_link = getattr(deps.store, "note_link_received", None)
+        self._begin_link_frames = getattr(deps.store, "begin_link_frames", None)
         #: Which agent frames this session already applied (issue 9, transport.link_sequence).
         self._link_seq = (
             LinkSequence(restored.link_received, restored.link_epoch)
@@ -188,11 +189,19 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
                 # The agent's hello says which of our numbered frames it has (issue 9).
                 self._run(m.AgentConnected(link.link_id, getattr(link, "received", 0)))
             case m.FromAgent(link_id=link_id, frame=frame) if frame.n:
-                return self._numbered(message)
+                self._begin_frames()
+                outcome = self._numbered(message)
+                self._acknowledge(link_id)
+                return outcome
             case m.FromAgentBatch(link_id=link_id, frames=frames):
+                numbered = any(frame.n for frame in frames)
+                if numbered:
+                    self._begin_frames()
                 for frame in frames:  # the core steps frame by frame, as if told one by one
                     single = m.FromAgent(link_id, frame)
                     self._numbered(single) if frame.n else self._run(single)
+                if numbered:  # one position and one acknowledgement for the whole read
+                    self._acknowledge(link_id)
             case m.LinkStored(link_id=link_id, received=received):
                 if link_id in self._links and self.state.link == Connected(link_id):
                     try:
@@ -230,13 +239,17 @@ class SessionActor(GuardedStart, pykka.ThreadingActor):
         else:
             when_durable(lambda: self._tell(self.actor_ref, stored), urgent=False)
 
+    def _begin_frames(self) -> None:
+        """Tell the store that agent frames follow; ``_acknowledge`` ends them, so it
+        commits their events together with the position that names them."""
+        if self._begin_link_frames is not None:
+            self._begin_link_frames(self.session_id)
+
     def _numbered(self, message: m.FromAgent) -> Rejected | None:
-        """A numbered agent frame: applied once, acknowledged once stored."""
+        """A numbered agent frame: applied once (the caller acknowledges it once stored)."""
         if self.state.link == Connected(message.link_id) and not self._link_seq.accept(message.frame.n):
             return None  # a resend of a frame this session already applied
-        outcome = self._run(message)
-        self._acknowledge(message.link_id)
-        return outcome
+        return self._run(message)
 
     def _run(self, message: Any) -> Rejected | None:
         state, effects = step(self.state, message, self._now())

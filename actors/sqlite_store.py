@@ -72,6 +72,13 @@ class _Links:
     received: dict[str, tuple[str, int]]
 
 
+@dataclass(frozen=True)
+class _FramesBegin:
+    """A session starts applying agent frames; its ``_Links`` marker ends them."""
+
+    session_id: str
+
+
 _STOP = object()
 
 
@@ -111,9 +118,6 @@ class SqliteStore:
         #: The same, per session (only sessions with bytes queued have an entry).
         self._queued_by: dict[str, int] = {}
         self._room = threading.Condition()
-        #: Agent link positions noted by sessions, and the ones last written.
-        self._links: dict[str, tuple[str, int]] = {}
-        self._links_written: dict[str, tuple[str, int]] = {}
         #: Set by an urgent barrier or close: the writer stops waiting out its window.
         self._urgent = threading.Event()
         self._closed = False
@@ -186,13 +190,18 @@ class SqliteStore:
         if urgent:
             self._urgent.set()
 
+    def begin_link_frames(self, session_id: str) -> None:
+        """The session starts applying a read of agent frames (``note_link_received`` ends it)."""
+        self._queue.put(_FramesBegin(session_id))
+
     def note_link_received(self, session_id: str, epoch: str, received: int) -> None:
         """The session applied the frames of agent process ``epoch`` up to ``received``.
 
-        A plain dict write (called for every agent frame); the writer reads it
-        before it drains the queue, so what it stores never runs ahead of the
-        events those frames produced."""
-        self._links[session_id] = (epoch, received)
+        Queued behind those frames' events, and the writer never commits the
+        events of frames without the position that ends them: after a crash the
+        stored position names exactly the frames whose effects survived, so the
+        agent's resend is neither applied twice nor lost (issue 9)."""
+        self._queue.put(_Links({session_id: (epoch, received)}))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is committed."""
@@ -235,18 +244,38 @@ class SqliteStore:
                 # (each wake-up would take the GIL from the relay); urgent ones cut it short.
                 self._urgent.wait(self._interval)
             self._urgent.clear()
-            links = dict(self._links)  # before the drain: see note_link_received
-            changed = {sid: v for sid, v in links.items() if self._links_written.get(sid) != v}
-            if changed:
-                batch.append(_Links(changed))
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._close_open_frames(batch)
             stopping = any(item is _STOP for item in batch)
             pending.extend(item for item in batch if item is not _STOP)
             pending = self._commit(pending)
+
+    def _close_open_frames(self, batch: list[Any]) -> None:
+        """A session applying agent frames puts their events, then their position:
+        wait (briefly) for the position of frames whose events this batch holds."""
+        open_frames: set[str] = set()
+        for item in batch:
+            if type(item) is _FramesBegin:
+                open_frames.add(item.session_id)
+            elif type(item) is _Links:
+                open_frames.difference_update(item.received)
+        deadline = time.monotonic() + self._interval
+        while open_frames:
+            try:  # a session waiting for room in the queue cannot end them: do not wait long
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            batch.append(item)
+            if item is _STOP:
+                return
+            if type(item) is _FramesBegin:
+                open_frames.add(item.session_id)
+            elif type(item) is _Links:
+                open_frames.difference_update(item.received)
 
     def _commit(self, items: list[Any]) -> list[Any]:
         """Write ``items`` in one transaction; what could not be written is returned for a retry."""
@@ -302,18 +331,19 @@ class SqliteStore:
                             barriers.append(item)
                         case _Links(received=positions):
                             links.update(positions)
+                        case _FramesBegin():
+                            pass
                 self._insert_events(runs, rows)
-                for sid, (epoch, position) in links.items():
-                    self._conn.execute(
-                        "UPDATE sessions SET link_epoch = ?, link_received = ? WHERE session_id = ?",
-                        (epoch, position, sid),
-                    )
-                    self._links_written[sid] = (epoch, position)
                 for sid, save in saves.items():
                     if self._codec.is_deleted(save.state):
                         self._delete(sid)
                     else:
                         self._write_session(sid, save)
+                for sid, (epoch, position) in links.items():  # after the saves: a new row gets it too
+                    self._conn.execute(
+                        "UPDATE sessions SET link_epoch = ?, link_received = ? WHERE session_id = ?",
+                        (epoch, position, sid),
+                    )
             if self._clock() - self._last_purge > self._retention / 1000:
                 self.purge_expired()
         except sqlite3.Error as exc:
@@ -395,8 +425,6 @@ class SqliteStore:
         self._conn.execute("DELETE FROM sessions WHERE session_id = ?", (sid,))
         self._conn.execute("DELETE FROM events WHERE session_id = ?", (sid,))
         self._conn.execute("DELETE FROM tokens WHERE session_id = ?", (sid,))
-        self._links.pop(sid, None)
-        self._links_written.pop(sid, None)
 
 
 def _text_size(event: SessionEvent) -> int:

@@ -17,6 +17,7 @@ import pytest
 from actors.secret import Secret
 from actors.sqlite_store import SqliteStore
 from actors.store_file import StoreUnavailable
+from actors.store_reader import load_sessions
 from actors.store_records import digest_matches
 from tests.waiting import wait_until
 from transport.protocol import ChatMessage, MessageAdded, SessionInfo, SessionStatus, StreamTokens
@@ -337,3 +338,41 @@ def test_a_session_over_its_share_of_the_write_queue_waits_but_another_session_d
     finally:
         reopened.close()
     assert stored == {"a": list(range(1, 21)), "b": list(range(1, 6))}
+
+
+def test_the_events_of_agent_frames_are_committed_only_with_the_link_position_that_names_them(
+    tmp_path: Path,
+) -> None:
+    """A crash between the two would make the restarted server name an older position,
+    and the agent's resend would be applied twice (issue 9): they commit together."""
+    path = tmp_path / "s.sqlite3"
+    store = SqliteStore(path, flush_interval=2.0)
+    try:
+        store.save_session(_state())
+        assert store.flush()
+        store.begin_link_frames("s1")
+        store.append_event("s1", _message("s1", 1))
+        committed = threading.Event()
+        store.when_durable(committed.set, urgent=True)
+        assert not committed.wait(0.3), "the frame's event was committed without its link position"
+        assert load_sessions(path)[0].events == ()
+        store.note_link_received("s1", "agent-1", 7)
+        assert committed.wait(5)
+        [stored] = load_sessions(path)
+        assert [e.seq for e in stored.events] == [1]
+        assert (stored.link_epoch, stored.link_received) == ("agent-1", 7)
+    finally:
+        store.close()
+
+
+def test_frames_whose_position_never_comes_hold_the_commit_for_one_window_at_most(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = SqliteStore(path, flush_interval=0.05)
+    try:
+        store.save_session(_state())
+        store.begin_link_frames("s1")
+        store.append_event("s1", _message("s1", 1))
+        assert store.flush(timeout=5)
+        assert [e.seq for e in load_sessions(path)[0].events] == [1]
+    finally:
+        store.close()
