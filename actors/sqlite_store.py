@@ -258,11 +258,15 @@ class SqliteStore:
         """A session applying agent frames puts their events, then their position:
         wait (briefly) for the position of frames whose events this batch holds."""
         open_frames: set[str] = set()
-        for item in batch:
+
+        def note(item: Any) -> None:
             if type(item) is _FramesBegin:
                 open_frames.add(item.session_id)
             elif type(item) is _Links:
                 open_frames.difference_update(item.received)
+
+        for item in batch:
+            note(item)
         deadline = time.monotonic() + self._interval
         while open_frames:
             try:  # a session waiting for room in the queue cannot end them: do not wait long
@@ -272,10 +276,7 @@ class SqliteStore:
             batch.append(item)
             if item is _STOP:
                 return
-            if type(item) is _FramesBegin:
-                open_frames.add(item.session_id)
-            elif type(item) is _Links:
-                open_frames.difference_update(item.received)
+            note(item)
 
     def _commit(self, items: list[Any]) -> list[Any]:
         """Write ``items`` in one transaction; what could not be written is returned for a retry."""

@@ -43,14 +43,16 @@ class FrameRate:
 
     def take(self, now: float, units: float = 1.0) -> float:
         """Spend ``units``; the seconds to wait first (0.0 within the budget)."""
-        elapsed = max(0.0, now - self._last)
+        self._tokens = self._available(now) - units
         self._last = now
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate) - units
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
     def has(self, now: float, units: float) -> bool:
         """Whether ``units`` can be spent now without waiting (nothing is spent)."""
-        return min(self._burst, self._tokens + max(0.0, now - self._last) * self._rate) >= units
+        return self._available(now) >= units
+
+    def _available(self, now: float) -> float:
+        return min(self._burst, self._tokens + max(0.0, now - self._last) * self._rate)
 
 
 class SessionRates:
