@@ -1,4 +1,5 @@
-"""A whole Berth server on 127.0.0.1 with real containers, for client tests."""
+"""A whole Berth server on 127.0.0.1, with real containers (``served``) or over
+the stub runtime (``start_stub_server``), for client and transport tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from actors.config import BerthConfig
 from actors.secret import Secret
 from tests.rest_client import rest_call
+from tests.stub_runtime import StubRuntime
 from transport.serve import RunningServer, start_server
 from transport.settings import ServerSettings
 
@@ -35,6 +37,20 @@ def served(base_config: BerthConfig, docker_runtime: Any, **overrides: Any) -> I
             all=True, filters={"label": f"berth.instance={config.instance_id}"}
         )
         assert not left, "containers left behind"
+
+
+def start_stub_server(config: BerthConfig, api_token: str, oauth_token: str) -> RunningServer:
+    """The server over a ``StubRuntime``, which the test reaches as ``server.runtime``."""
+    runtime = StubRuntime()
+    server = start_server(
+        config,
+        ServerSettings(port=0),
+        api_token=Secret(api_token),
+        runtime=runtime,
+        environ={"CLAUDE_CODE_OAUTH_TOKEN": oauth_token},
+    )
+    server.runtime = runtime  # type: ignore[attr-defined]
+    return server
 
 
 def call(running: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -22,27 +22,20 @@ import websocket
 from actors.secret import Secret
 from agent.connection import AgentConnection, ConnectionConfig
 from tests.rest_client import rest_call
-from tests.stub_runtime import StubRuntime
+from tests.served import start_stub_server
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 from transport.protocol import Ready, ServerToAgent, UserMessage
-from transport.serve import RunningServer, start_server
-from transport.settings import ServerSettings
+from transport.serve import RunningServer
 
 API_TOKEN = "link-resend-api-token-0123456789abcdef"
 
 
 @pytest.fixture
 def running(base_config) -> Iterator[RunningServer]:
-    runtime = StubRuntime()
-    server = start_server(
-        replace(base_config, reconnect_grace=30),
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-link-resend-test-token"},
+    server = start_stub_server(
+        replace(base_config, reconnect_grace=30), API_TOKEN, "sk-ant-oat01-link-resend-test-token"
     )
-    server.runtime = runtime  # type: ignore[attr-defined]
     yield server
     server.stop()
 

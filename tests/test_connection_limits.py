@@ -14,30 +14,19 @@ from typing import Any
 import pytest
 import websocket
 
-from actors.secret import Secret
 from tests.rest_client import rest_call
-from tests.stub_runtime import StubRuntime
+from tests.served import start_stub_server
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
 from transport.admission import raise_fd_limit
-from transport.serve import RunningServer, start_server
-from transport.settings import ServerSettings
+from transport.serve import RunningServer
 
 API_TOKEN = "test-api-token-0123456789abcdef"
 MANY = 2_000
 
 
 def _start(config: Any) -> RunningServer:
-    runtime = StubRuntime()
-    server = start_server(
-        config,
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-limits-test-token"},
-    )
-    server.runtime = runtime  # type: ignore[attr-defined]
-    return server
+    return start_stub_server(config, API_TOKEN, "sk-ant-oat01-limits-test-token")
 
 
 @pytest.fixture

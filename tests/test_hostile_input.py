@@ -25,6 +25,7 @@ import pytest
 from actors import messages as m
 from actors.secret import Secret
 from tests.rest_client import rest_call
+from tests.served import start_stub_server
 from tests.stub_runtime import StubRuntime
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
@@ -35,16 +36,7 @@ API_TOKEN = "hostile-input-test-token-0123456789abcdef"
 
 
 def _start(config: Any) -> RunningServer:
-    runtime = StubRuntime()
-    server = start_server(
-        config,
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-hostile-test-token"},
-    )
-    server.runtime = runtime  # type: ignore[attr-defined]
-    return server
+    return start_stub_server(config, API_TOKEN, "sk-ant-oat01-hostile-test-token")
 
 
 @pytest.fixture
@@ -406,15 +398,7 @@ def test_a_tool_result_too_big_for_the_agent_link_arrives_cut_not_lost(base_conf
     from transport.protocol import ChatMessage, SdkMessage, encode
 
     limit = 64 * 1024
-    runtime = StubRuntime()
-    server = start_server(
-        replace(base_config, max_agent_frame_bytes=limit),
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-hostile-test-token"},
-    )
-    server.runtime = runtime  # type: ignore[attr-defined]
+    server = _start(replace(base_config, max_agent_frame_bytes=limit))
     try:
         sid, agent = create_ready(server)
         big = ChatMessage(id="r1", kind="tool_result", content="line\n" * 100_000, timestamp=time.time())

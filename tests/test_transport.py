@@ -10,28 +10,20 @@ from typing import Any
 import pytest
 import websocket
 
-from actors.secret import Secret
 from tests.rest_client import rest_call
-from tests.stub_runtime import StubRuntime
+from tests.served import start_stub_server
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
-from transport.serve import RunningServer, start_server
-from transport.settings import ServerSettings
+from transport.serve import RunningServer
 
 API_TOKEN = "test-api-token-0123456789abcdef"
 
 
 @pytest.fixture
 def running(base_config) -> Iterator[RunningServer]:
-    runtime = StubRuntime()
-    server = start_server(
-        replace(base_config, client_outbox_bytes=1 << 20),
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-transport-test-token"},
+    server = start_stub_server(
+        replace(base_config, client_outbox_bytes=1 << 20), API_TOKEN, "sk-ant-oat01-transport-test-token"
     )
-    server.runtime = runtime  # type: ignore[attr-defined]
     yield server
     server.stop()
 
