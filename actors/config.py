@@ -111,6 +111,10 @@ class BerthConfig:
     warm_pool_size: int = 0
     #: Wait before starting a pooled container again after a failed start.
     pool_retry_delay: float = 5.0
+    #: After a claim, wait this long before starting its replacement, so that the
+    #: claimed session's first prompt does not share the CPU with a container start
+    #: and a CLI warm-up (0: at once).
+    warm_pool_refill_delay: float = 1.0
     #: Overrides the image's command (tests run a plain ``sleep``).
     container_command: tuple[str, ...] | None = None
     #: Extra, non-secret environment for session containers.

@@ -5,8 +5,10 @@ to ``warm_pool_size`` containers running, each with an agent connected on
 ``/agent/pool/<slot>`` (authenticated by a per-slot pool token). A new
 session claims one: the pool sends the agent an ``assign`` frame with the
 session's id and secrets over that authenticated socket, hands the container
-to the session through the ContainerActor, and starts a replacement. A
-claimed container is never reused; a pooled container that dies is replaced;
+to the session through the ContainerActor, and starts a replacement
+``warm_pool_refill_delay`` later (a replacement starting at once would take
+the CPU from the claimed session's first prompt). A claimed container is
+never reused; a pooled container that dies is replaced;
 pooled containers plus live sessions never exceed the session limit.
 
 On stop its timers are cancelled and its unclaimed containers removed.
@@ -67,6 +69,10 @@ class _Slot:
 @dataclass(frozen=True)
 class _Refill:
     pass
+
+
+#: The timer that holds new pooled containers back for a while after a claim.
+_HOLD = "claim-hold"
 
 
 @dataclass
@@ -170,6 +176,9 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
         self._container.tell(TransferContainer(key, claim.session_id, claim.reply_to, token))
         self._stats.claimed += 1
         self._publish()
+        hold = self._config.warm_pool_refill_delay
+        if hold > 0 and _HOLD not in self._timers.armed():
+            self._timers.start(_HOLD, hold, _Refill())
         self._fill()
 
     def _attached(self, key: str, link: AgentLink) -> None:
@@ -215,7 +224,7 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
             : max(0, len(self._slots) - want)
         ]:
             self._retire(key)
-        while len(self._slots) < want:
+        while len(self._slots) < want and _HOLD not in self._timers.armed():
             key = f"pool-{uuid.uuid4().hex[:12]}"
             slot = _Slot(token=Secret(secrets.token_urlsafe(32)))
             self._slots[key] = slot

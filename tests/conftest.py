@@ -68,6 +68,7 @@ def base_config(tmp_path: Path) -> BerthConfig:
         container_stop_timeout=0,
         container_memory=None,
         stop_sessions_on_exit=True,
+        warm_pool_refill_delay=0,
     )
 
 

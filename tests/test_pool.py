@@ -165,3 +165,21 @@ def test_a_claimed_container_is_adopted_by_a_restarted_container_service_not_swe
 def _claim_of(root: Path, container: Any) -> str | None:
     path = root / container.spec.labels["berth.session"] / "session-id"
     return path.read_text() if path.exists() else None
+
+
+def test_a_claimed_slot_is_replaced_only_after_the_refill_delay(tree):
+    runtime = StubRuntime()
+    clock = ManualClock()
+    berth = tree(runtime=runtime, clock=clock, warm_pool_size=1, warm_pool_refill_delay=2)
+    connect_pool_agents(berth, runtime, 1)
+    berth.create_session(name="warm")
+    wait_until(lambda: berth.pool_status()["claimed"] == 1, what="the claim")
+    wait_until(lambda: berth.timers.pending() >= 1, what="the refill hold")
+    # the claimed session's first prompt has the CPU to itself: no replacement yet
+    assert berth.pool_status()["slots"] == 0 and len(pooled(runtime)) == 1
+    clock.advance(1.9)
+    berth.settle()
+    assert berth.pool_status()["slots"] == 0
+    clock.advance(0.1)
+    wait_until(lambda: berth.pool_status()["slots"] == 1, what="the replacement slot")
+    wait_until(lambda: len(pooled(runtime)) == 2, what="the replacement container")
