@@ -158,6 +158,22 @@ def _response(status: int, content_type: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
+_Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def _retrieve(task: asyncio.Task[_Streams]) -> None:
+    """A spare that failed to connect is logged, not left as an unretrieved exception."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("could not open a spare upstream connection: %s", task.exception())
+
+
+def _close_when_open(task: asyncio.Task[_Streams]) -> None:
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is None:
+        task.result()[1].close()
+
+
 class ApiStandIn:
     """The loopback server the CLI's ``ANTHROPIC_BASE_URL`` names."""
 
@@ -165,6 +181,10 @@ class ApiStandIn:
         self._server: asyncio.Server | None = None
         self._upstream: Upstream | None = None
         self._ssl: ssl.SSLContext | None = None
+        #: A connection to the upstream opened at ``forward_to``, for the first
+        #: forwarded request: the claimed session's first prompt then waits for
+        #: no TCP (or TLS) handshake.
+        self._spare: tuple[Upstream, asyncio.Task[_Streams]] | None = None
         self.answered = 0
         self.forwarded = 0
         #: Each client connection's writer and task (``close`` ends them).
@@ -192,11 +212,20 @@ class ApiStandIn:
                 context.load_verify_locations(cafile=extra_ca)
             self._ssl = context
         self._upstream = upstream
+        self._drop_spare()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop to connect on: the first request connects
+        opening = asyncio.ensure_future(self._open(upstream))
+        opening.add_done_callback(_retrieve)
+        self._spare = (upstream, opening)
 
     async def close(self) -> None:
         """Stop listening and end every connection (its reader sees the end, its pipe is cancelled)."""
         if self._server is not None:
             self._server.close()
+        self._drop_spare()
         for writer in list(self._connections.values()):
             writer.close()
         if self._connections:
@@ -236,14 +265,40 @@ class ApiStandIn:
     async def _connect(
         self, target: Upstream, downstream: asyncio.StreamWriter
     ) -> tuple[asyncio.StreamWriter, asyncio.Task[None]]:
+        streams = await self._take_spare(target) or await self._open(target)
+        up_reader, up_writer = streams
+        return up_writer, asyncio.ensure_future(self._pipe(up_reader, downstream))
+
+    async def _open(self, target: Upstream) -> _Streams:
         # asyncio sets TCP_NODELAY on TCP transports: no byte waits for Nagle.
-        up_reader, up_writer = await asyncio.open_connection(
+        return await asyncio.open_connection(
             target.host,
             target.port,
             ssl=self._ssl if target.tls else None,
             server_hostname=target.host if target.tls else None,
         )
-        return up_writer, asyncio.ensure_future(self._pipe(up_reader, downstream))
+
+    async def _take_spare(self, target: Upstream) -> _Streams | None:
+        """The spare connection, if it is to ``target`` and still open (else None)."""
+        spare, self._spare = self._spare, None
+        if spare is None or spare[0] != target:
+            if spare is not None:
+                _close_when_open(spare[1])
+            return None
+        try:
+            reader, writer = await spare[1]
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("the spare upstream connection failed: %s", exc)
+            return None
+        if reader.at_eof() or writer.is_closing():  # the upstream closed it while idle
+            writer.close()
+            return None
+        return reader, writer
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            _close_when_open(spare[1])
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from agent.api_standin import ApiStandIn, Upstream
 from tests.fake_messages_api import OAUTH_BETA, FakeMessagesApi
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -173,3 +174,99 @@ def test_a_configured_url_with_a_path_keeps_its_prefix_and_a_bad_one_is_refused_
     assert Upstream.parse("http://127.0.0.1:9").port == 9
     with pytest.raises(ValueError, match="ftp://x"):
         Upstream.parse("ftp://x")
+
+
+class RawUpstream:
+    """A loopback HTTP server that counts its connections and answers ``{}``;
+    ``close_first`` hangs up on the first connection at once, as a server
+    does with a kept-alive connection that sat idle past its timeout."""
+
+    def __init__(self, close_first: bool = False) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted = 0
+        self.requests: list[int] = []  # the connection number each request came on
+        self._close_first = close_first
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self._close_first and self.accepted == 1:
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn, self.accepted), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        data = b""
+        with conn:
+            while True:
+                head, sep, rest = data.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                if sep and len(rest) >= length:
+                    self.requests.append(number)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    data = rest[length:]
+                    continue
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _forward(served: Served, url: str) -> None:
+    """``forward_to`` on the stand-in's loop, as the pooled agent calls it at the claim."""
+
+    async def claim() -> None:
+        served.stand_in.forward_to(url)
+
+    served.call(claim())
+
+
+def test_forwarding_opens_the_upstream_connection_at_the_claim_and_the_first_request_uses_it(served):
+    upstream = RawUpstream()
+    try:
+        _forward(served, upstream.url)
+        # connected before any request: the first prompt waits for no handshake
+        wait_until(lambda: upstream.accepted == 1, timeout=10, what="the spare upstream connection")
+        conn = served.client()
+        for _ in range(2):
+            conn.request("POST", "/v1/messages/count_tokens", body=b"{}", headers=HEADERS)
+            assert conn.getresponse().read() == b"{}"
+        assert upstream.requests == [1, 1] and upstream.accepted == 1
+    finally:
+        upstream.close()
+
+
+def test_a_spare_connection_the_upstream_closed_is_not_used(served):
+    upstream = RawUpstream(close_first=True)
+    try:
+        _forward(served, upstream.url)
+        wait_until(lambda: upstream.accepted == 1, timeout=10, what="the spare upstream connection")
+
+        async def spare_ended() -> bool:
+            spare = served.stand_in._spare
+            return spare is not None and spare[1].done() and spare[1].result()[0].at_eof()
+
+        wait_until(lambda: served.call(spare_ended()), timeout=10, what="the stand-in to see the hang-up")
+        conn = served.client()
+        conn.request("POST", "/v1/messages/count_tokens", body=b"{}", headers=HEADERS)
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"{}")
+        assert upstream.requests == [2]
+    finally:
+        upstream.close()
