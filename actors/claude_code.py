@@ -24,6 +24,7 @@ def claude_code_env(config: BerthConfig) -> dict[str, str]:
         "BERTH_PARK_AFTER": f"{config.claude_park_after:g}",
         "BERTH_ALLOW_DANGEROUS": "1" if config.claude_allow_dangerous else "0",
         "BERTH_WARM_UP_TURNS": str(config.claude_warm_up_turns),
+        "BERTH_KEEP_WARM_INTERVAL": f"{config.claude_keep_warm_interval:g}",
     }
     if config.claude_api_base_url:
         env["ANTHROPIC_BASE_URL"] = config.claude_api_base_url

@@ -168,6 +168,10 @@ class BerthConfig:
     #: rewound, before its slot is offered (only with ``claude_api_base_url``); its
     #: code gets faster over its first tens of turns. 0: no warm-up.
     claude_warm_up_turns: int = 60
+    #: A warmed pooled Claude Code waiting for its claim runs one more warm-up turn this
+    #: often: its JavaScript engine drops compiled code left unused for tens of seconds.
+    #: 0: never.
+    claude_keep_warm_interval: float = 20.0
     #: A graceful stop terminates sessions and removes their containers (else they keep
     #: running and the next start with this instance id and state dir takes them back).
     stop_sessions_on_exit: bool = False
@@ -341,6 +345,8 @@ class BerthConfig:
                 )
         if self.futex_hash_slots < 0 or self.futex_hash_slots & (self.futex_hash_slots - 1):
             raise ValueError("futex_hash_slots must be 0 (the kernel's choice) or a power of two")
+        if self.claude_keep_warm_interval < 0:
+            raise ValueError("claude_keep_warm_interval must be >= 0 (0: never)")
         if self.claude_warm_up_turns < 0:
             raise ValueError("claude_warm_up_turns must be >= 0 (0: no warm-up)")
         if self.gc_young_threshold < 0:

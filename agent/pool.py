@@ -169,6 +169,17 @@ def warm_up_turns(env: Mapping[str, str]) -> int:
     return int(value) if value.isdigit() else WARM_UP_TURNS
 
 
+def keep_warm_interval(env: Mapping[str, str]) -> float:
+    """``BERTH_KEEP_WARM_INTERVAL`` (the server's ``claude_keep_warm_interval``); 0: never."""
+    from agent.sdk_runner import KEEP_WARM_INTERVAL
+
+    try:
+        value = float(env.get("BERTH_KEEP_WARM_INTERVAL", "").strip())
+    except ValueError:
+        return KEEP_WARM_INTERVAL
+    return value if value >= 0 else KEEP_WARM_INTERVAL
+
+
 class WarmRunner:
     """A pooled container's Claude Code, started before the container has a session.
 
@@ -222,23 +233,47 @@ class WarmRunner:
     def wait(self, assignment: Callable[[], Assign | None], stop: threading.Event) -> Assign | None:
         """Run the blocking wait for an assignment while the runner's loop runs.
 
-        If the CLI dies meanwhile the wait is stopped (``died`` is set): a slot
-        must not be claimed for a CLI that is gone.
+        A warmed CLI is kept warm meanwhile (``_keep_warm``). If the CLI dies,
+        or a keep-warm turn is not rewound, the wait is stopped (``died`` is
+        set): a slot must not be claimed for a CLI that is gone or whose
+        conversation may hold a warm-up turn.
         """
 
         async def waiting() -> Assign | None:
             task = asyncio.ensure_future(asyncio.to_thread(assignment))
+            claimed = asyncio.Event()
+            keeper = asyncio.ensure_future(self._keep_warm(claimed))
             ended = self.runner.cli_ended()
-            waits: set[asyncio.Future[Any]] = {task} if ended is None else {task, ended}
+            waits: set[asyncio.Future[Any]] = {task, keeper} if ended is None else {task, keeper, ended}
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if task not in done:
-                log.error("the warm Claude Code exited while waiting for a session")
+            claimed.set()
+            # A keep-warm turn in flight is finished and rewound before the claim goes on.
+            if task not in done or not await keeper:
+                log.error("the warm Claude Code %s while waiting for a session", self._why(ended))
                 self.died = True
                 stop.set()
             result = await task  # returns soon after ``stop``
             return None if self.died else result
 
         return self.loop.run_until_complete(waiting())
+
+    async def _keep_warm(self, claimed: asyncio.Event) -> bool:
+        """A warm-up turn every ``keep_warm_interval`` until the claim; False if one failed."""
+        interval = keep_warm_interval(self._env)
+        if self.runner.stand_in is None or not interval:
+            await claimed.wait()
+            return True
+        while True:
+            try:
+                await asyncio.wait_for(claimed.wait(), interval)
+                return True
+            except TimeoutError:
+                pass
+            if not await self.runner.keep_warm():
+                return False
+
+    def _why(self, ended: asyncio.Future[None] | None) -> str:
+        return "exited" if ended is not None and ended.done() else "could not rewind a keep-warm turn"
 
     def fits(self, config: AgentConfig) -> bool:
         return config.runner == "sdk" and not config.repo_url and not config.manager

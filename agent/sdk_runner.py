@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.secret import Secret
@@ -78,6 +80,12 @@ WARM_UP_PROMPT = "Berth warm-up: reply ok."
 #: 30 on the host; in a container 30 left ~1.5x, 60 ~1.2x. 60 turns take
 #: about 2 s of CPU, before the pool slot is offered.
 WARM_UP_TURNS = 60
+#: A pooled CLI still waiting for its claim runs one more warm-up turn this often.
+#: Its JavaScript engine drops compiled code that has gone unused for a while
+#: (scripts/bench/claude_warmup.py-style runs on the host: a CLI claimed 45 s
+#: after its warm-up, 36 ms to its first token; with a turn every 20 s, 23 ms;
+#: claimed at once, 21 ms).
+KEEP_WARM_INTERVAL = 20.0
 
 
 @dataclass(frozen=True)
@@ -170,11 +178,38 @@ class SdkRunner:
                 break
         else:
             log.info("Claude Code warmed up (%d turns) in %.2f s", turns, time.monotonic() - started)
+            self._forget_warm_up()
             return True
         await self._shut_cli()
         self.conversation_id = str(uuid.uuid4())
         await self._live_cli()
         return False
+
+    async def keep_warm(self) -> bool:
+        """One more warm-up turn, rewound; False if there is no CLI or the rewind failed
+        (its conversation may then hold the turn: the CLI must not take a session)."""
+        cli = self._cli
+        if cli is None or not await cli.warm_up(WARM_UP_PROMPT, self._config.close_timeout):
+            return False
+        self._forget_warm_up()
+        return True
+
+    def _forget_warm_up(self) -> None:
+        """Empty the conversation's transcript of its rewound warm-up turns.
+
+        A rewind takes a turn out of the conversation but not out of the CLI's
+        transcript (``<config>/projects/<cwd>/<conversation>.jsonl``, ~100 KB a
+        turn), which a resumed CLI reads back. Nothing in it belongs to the
+        session yet, and the CLI opens the file to append each entry.
+        """
+        if not self._config.claude_config_dir:
+            return
+        projects = Path(self._config.claude_config_dir) / "projects"
+        for transcript in projects.glob(f"*/{self.conversation_id}.jsonl"):
+            try:
+                os.truncate(transcript, 0)
+            except OSError as exc:
+                log.warning("could not empty the warm-up transcript: %s", exc)
 
     def cli_ended(self) -> asyncio.Future[None] | None:
         """Settles when the running CLI's stream ends (None: no CLI running)."""

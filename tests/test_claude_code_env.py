@@ -8,7 +8,7 @@ import pytest
 
 from actors.claude_code import NO_NONESSENTIAL_TRAFFIC, claude_code_env
 from actors.config import BerthConfig
-from agent.pool import warm_up_turns
+from agent.pool import keep_warm_interval, warm_up_turns
 
 
 def test_by_default_the_cli_talks_to_anthropic_and_may_send_its_non_essential_traffic():
@@ -20,6 +20,7 @@ def test_by_default_the_cli_talks_to_anthropic_and_may_send_its_non_essential_tr
         "BERTH_PARK_AFTER": "0",
         "BERTH_ALLOW_DANGEROUS": "1",
         "BERTH_WARM_UP_TURNS": "60",
+        "BERTH_KEEP_WARM_INTERVAL": "20",
     }
 
 
@@ -31,6 +32,7 @@ def test_the_api_base_url_the_quiet_switches_and_the_runner_settings_reach_the_c
         claude_park_after=600,
         claude_allow_dangerous=False,
         claude_warm_up_turns=0,
+        claude_keep_warm_interval=2.5,
     )
     env = claude_code_env(config)
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9999"
@@ -41,9 +43,10 @@ def test_the_api_base_url_the_quiet_switches_and_the_runner_settings_reach_the_c
         "0",
     )
     assert warm_up_turns(env) == 0  # the pooled agent reads it so: no stand-in, no warm-up
+    assert keep_warm_interval(env) == 2.5
 
 
-@pytest.mark.parametrize("name", ["claude_token_wait", "claude_park_after"])
+@pytest.mark.parametrize("name", ["claude_token_wait", "claude_park_after", "claude_keep_warm_interval"])
 def test_a_negative_claude_duration_is_refused_naming_the_field(name):
     with pytest.raises(ValueError, match=name):
         overrides: dict[str, Any] = {name: -1.0}
@@ -57,3 +60,8 @@ def test_a_negative_warm_up_count_is_refused_naming_the_field():
 
 def test_without_the_setting_a_pooled_agent_warms_its_cli_with_the_default_turns():
     assert warm_up_turns({}) == warm_up_turns(claude_code_env(BerthConfig())) == 60
+
+
+def test_without_the_setting_a_pooled_agent_keeps_its_cli_warm_every_twenty_seconds():
+    assert keep_warm_interval({}) == keep_warm_interval(claude_code_env(BerthConfig())) == 20.0
+    assert keep_warm_interval({"BERTH_KEEP_WARM_INTERVAL": "0"}) == 0.0

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from tests.agent.test_real_cli import (
 )
 from tests.fake_messages_api import OAUTH_BETA, FakeMessagesApi
 from tests.namespace_scenario import run_scenario
+from tests.waiting import wait_until
 from transport.protocol import encode
 
 pytestmark = pytest.mark.timeout(300)
@@ -53,6 +55,10 @@ def test_a_pooled_cli_is_warmed_offline_and_its_session_sees_no_trace_of_the_war
     # Before the claim: the CLI ran a turn, answered by the stand-in; nothing left.
     assert result["warmed"] is True
     assert result["stand_in_answered"] >= WARM_UP_TURNS
+    # ... and, waiting for its claim, more turns that keep it warm, each rewound too.
+    assert result["keep_warm_turns"] >= 2 and result["died_while_waiting"] is False
+    # The rewound turns are gone from the transcript too (~100 KB each, read back on resume).
+    assert result["warm_up_transcript_bytes"] < 20_000
     assert result["api_requests_before_claim"] == []
     assert result["held_before_claim"] == [], "the warm-up's messages would reach the session"
     # The claimed session's first prompt: the session's token, the OAuth beta, a clean conversation.
@@ -105,6 +111,7 @@ def scenario(work: Path) -> dict[str, Any]:
             "BERTH_SECRETS_DIR": str(secrets),
             "BERTH_CLOSE_TIMEOUT": "60",
             "BERTH_PARK_AFTER": "1",
+            "BERTH_KEEP_WARM_INTERVAL": "0.2",
         }
         warm = WarmRunner(env)
         assert warm.start(), "the pooled CLI did not start"
@@ -121,6 +128,19 @@ def scenario(work: Path) -> dict[str, Any]:
                 if kind in ("stream", "result", "sdk_message", "status_update", "error")
             ],
         }
+        # Waiting for its claim, the CLI is kept warm: more turns the stand-in answers, each rewound.
+        warmed_turns = runner.stand_in.answered
+        stand_in_now = runner.stand_in
+
+        def claim_after_two_keep_warm_turns() -> None:
+            wait_until(lambda: stand_in_now.answered >= warmed_turns + 2, timeout=60, what="keep-warm turns")
+
+        warm.wait(claim_after_two_keep_warm_turns, threading.Event())
+        before["keep_warm_turns"] = runner.stand_in.answered - warmed_turns
+        before["died_while_waiting"] = warm.died
+        before["api_requests_before_claim"] = [f"{r.method} {r.path}" for r in api.snapshot()]
+        transcripts = list((work / "claude" / "projects").glob(f"*/{runner.conversation_id}.jsonl"))
+        before["warm_up_transcript_bytes"] = sum(t.stat().st_size for t in transcripts)
         # The claim: the session's token arrives in its secrets, as the agent writes it.
         (secrets / "oauth-token").write_text(TOKEN_A + "\n")
         config = AgentConfig.from_env({**env, "BERTH_SESSION_ID": "warm-session"})
