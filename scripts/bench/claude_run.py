@@ -282,7 +282,13 @@ def _cli_running(container: Any) -> bool:
 
 
 def _berth(
-    work: Path, flags: dict[str, Any], docker_client: Any, floor: Floor, repeats: int, turns: int
+    work: Path,
+    flags: dict[str, Any],
+    docker_client: Any,
+    floor: Floor,
+    repeats: int,
+    turns: int,
+    long_idle: float,
 ) -> dict[str, Any]:
     from tests.waiting import wait_until
 
@@ -324,6 +330,12 @@ def _berth(
                     out["warm_first_token_s"].append(f - s)
                     out["warm_round_trip_s"].append(r - s)
                 out["idle_mib_running"] = _memory_mib(container)
+                if long_idle:
+                    # A prompt after a pause, as a user types one: both CLIs sat idle as long.
+                    time.sleep(long_idle)
+                    fl["after_idle_first_token_s"] = [floor.warm_turn("floor after a pause")[0]]
+                    s, f, _ = c.turn(sid, "after a pause")
+                    out["after_idle_first_token_s"] = [f - s]
             rest_delete(running, sid)
     finally:
         running.stop()
@@ -364,6 +376,15 @@ def _berth(
             rest_delete(running, sid)
             # Its container gone, so the next claim is not held up by max_sessions.
             wait_until(lambda: len(pool.containers(docker_client)) <= 1, TIMEOUT, "the session's end")
+        if long_idle:
+            # A slot claimed after it waited in the pool, as a user's next session is.
+            wait_until(lambda: pool.pool_ready(docker_client) >= 1, TIMEOUT, "a warm pooled Claude Code")
+            time.sleep(long_idle)
+            sid = c.create()
+            c.wait_idle(sid)
+            sent, first, _ = c.turn(sid, "pooled after a wait")
+            out["pool_after_idle_first_token_s"] = [first - sent]
+            rest_delete(running, sid)
     finally:
         running.stop()
 
@@ -428,6 +449,7 @@ def main(argv: list[str]) -> int:
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     holder, work, repeats, turns = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
+    long_idle = float(argv[4]) if len(argv) > 4 else 0.0
     claude_dir = work / ".claude"
     claude_dir.mkdir(parents=True, exist_ok=True)
     far = int((time.time() + 86400) * 1000)
@@ -450,7 +472,8 @@ def main(argv: list[str]) -> int:
             "claude_no_nonessential_traffic": True,
         }
         try:
-            result["berth"] = _berth(work, flags, docker.from_env(timeout=120), floor, repeats, turns)
+            client = docker.from_env(timeout=120)
+            result["berth"] = _berth(work, flags, client, floor, repeats, turns, long_idle)
         finally:
             floor.close()
         result["floor"] = result["berth"].pop("floor")
