@@ -175,9 +175,10 @@ class _Served:
         for c in self.containers(docker_client):
             try:
                 if c.labels.get("berth.session", "").startswith("pool-") and b"connected to" in c.logs():
-                    files = "/run/berth/assignment.json /home/berth/.berth/assignment.json"
-                    claimed = c.exec_run(["sh", "-c", f"cat {files} 2>/dev/null"]).output.strip()
-                    ready += not claimed
+                    # Exit 1: no assignment file. A claimed container being removed
+                    # fails the exec instead, and does not count.
+                    probe = "test -e /run/berth/assignment.json || test -e /home/berth/.berth/assignment.json"
+                    ready += c.exec_run(["sh", "-c", probe]).exit_code == 1
             except APIError:  # being removed
                 continue
         return ready
