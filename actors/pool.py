@@ -214,7 +214,8 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
         self._timers.start("refill", delay, _Refill())
 
     def _fill(self) -> None:
-        if "refill" in self._timers.armed():
+        armed = self._timers.armed()
+        if "refill" in armed:
             return
         want = self._config.warm_pool_size
         limit = self._config.max_sessions
@@ -224,7 +225,7 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
             : max(0, len(self._slots) - want)
         ]:
             self._retire(key)
-        while len(self._slots) < want and _HOLD not in self._timers.armed():
+        while len(self._slots) < want and _HOLD not in armed:
             key = f"pool-{uuid.uuid4().hex[:12]}"
             slot = _Slot(token=Secret(secrets.token_urlsafe(32)))
             self._slots[key] = slot

@@ -181,10 +181,10 @@ class ApiStandIn:
         self._server: asyncio.Server | None = None
         self._upstream: Upstream | None = None
         self._ssl: ssl.SSLContext | None = None
-        #: A connection to the upstream opened at ``forward_to``, for the first
-        #: forwarded request: the claimed session's first prompt then waits for
-        #: no TCP (or TLS) handshake.
-        self._spare: tuple[Upstream, asyncio.Task[_Streams]] | None = None
+        #: A connection to the current upstream opened at ``forward_to``, for the
+        #: first forwarded request: the claimed session's first prompt then waits
+        #: for no TCP (or TLS) handshake. ``forward_to`` drops it with its upstream.
+        self._spare: asyncio.Task[_Streams] | None = None
         self.answered = 0
         self.forwarded = 0
         #: Each client connection's writer and task (``close`` ends them).
@@ -217,9 +217,8 @@ class ApiStandIn:
             asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop to connect on: the first request connects
-        opening = asyncio.ensure_future(self._open(upstream))
-        opening.add_done_callback(_retrieve)
-        self._spare = (upstream, opening)
+        self._spare = asyncio.ensure_future(self._open(upstream))
+        self._spare.add_done_callback(_retrieve)
 
     async def close(self) -> None:
         """Stop listening and end every connection (its reader sees the end, its pipe is cancelled)."""
@@ -265,7 +264,7 @@ class ApiStandIn:
     async def _connect(
         self, target: Upstream, downstream: asyncio.StreamWriter
     ) -> tuple[asyncio.StreamWriter, asyncio.Task[None]]:
-        streams = await self._take_spare(target) or await self._open(target)
+        streams = await self._take_spare() or await self._open(target)
         up_reader, up_writer = streams
         return up_writer, asyncio.ensure_future(self._pipe(up_reader, downstream))
 
@@ -278,15 +277,13 @@ class ApiStandIn:
             server_hostname=target.host if target.tls else None,
         )
 
-    async def _take_spare(self, target: Upstream) -> _Streams | None:
-        """The spare connection, if it is to ``target`` and still open (else None)."""
+    async def _take_spare(self) -> _Streams | None:
+        """The spare connection, if there is one and it is still open (else None)."""
         spare, self._spare = self._spare, None
-        if spare is None or spare[0] != target:
-            if spare is not None:
-                _close_when_open(spare[1])
+        if spare is None:
             return None
         try:
-            reader, writer = await spare[1]
+            reader, writer = await spare
         except (OSError, ssl.SSLError) as exc:
             log.debug("the spare upstream connection failed: %s", exc)
             return None
@@ -298,7 +295,7 @@ class ApiStandIn:
     def _drop_spare(self) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
-            _close_when_open(spare[1])
+            _close_when_open(spare)
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

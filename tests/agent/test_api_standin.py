@@ -260,7 +260,7 @@ def test_a_spare_connection_the_upstream_closed_is_not_used(served):
 
         async def spare_ended() -> bool:
             spare = served.stand_in._spare
-            return spare is not None and spare[1].done() and spare[1].result()[0].at_eof()
+            return spare is not None and spare.done() and spare.result()[0].at_eof()
 
         wait_until(lambda: served.call(spare_ended()), timeout=10, what="the stand-in to see the hang-up")
         conn = served.client()
