@@ -8,28 +8,20 @@ from typing import Any
 import pytest
 import websocket
 
-from actors.secret import Secret
 from tests.rest_client import rest_call
+from tests.served import start_stub_server
 from tests.stub_runtime import StubRuntime
 from tests.waiting import wait_until
 from tests.ws_client import WsPeer
-from transport.serve import RunningServer, start_server
-from transport.settings import ServerSettings
+from transport.serve import RunningServer
 
 API_TOKEN = "scopes-api-token-0123456789abcdef"
 
 
 @pytest.fixture
 def running(base_config) -> Iterator[tuple[RunningServer, StubRuntime]]:
-    runtime = StubRuntime()
-    server = start_server(
-        base_config,
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-scopes-test-token"},
-    )
-    yield server, runtime
+    server = start_stub_server(base_config, API_TOKEN, "sk-ant-oat01-scopes-test-token")
+    yield server, server.runtime  # type: ignore[attr-defined]
     server.stop()
 
 

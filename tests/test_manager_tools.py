@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 
-from actors.secret import Secret
 from agent.builtin_runner import BuiltinRunner
 from agent.channel import InputChannel
 from agent.manager_tools import TOOLS, ManagerApi, allowed_tools, http_base, run_tool, sdk_server
 from agent.runner import UserInput
 from tests.rest_client import rest_call
+from tests.served import start_stub_server
 from tests.stub_runtime import StubRuntime
 from tests.waiting import wait_until
-from transport.serve import RunningServer, start_server
-from transport.settings import ServerSettings
+from transport.serve import RunningServer
 
 API_TOKEN = "tools-api-token-0123456789abcdef"
 
@@ -49,16 +48,9 @@ def _read(path: Path) -> str:
 
 @pytest.fixture
 def manager(base_config, tmp_path: Path) -> Iterator[Manager]:
-    runtime = StubRuntime()
-    server = start_server(
-        base_config,
-        ServerSettings(port=0),
-        api_token=Secret(API_TOKEN),
-        runtime=runtime,
-        environ={"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-tools-test-token"},
-    )
+    server = start_stub_server(base_config, API_TOKEN, "sk-ant-oat01-tools-test-token")
     try:
-        yield Manager(server, runtime, tmp_path)
+        yield Manager(server, server.runtime, tmp_path)  # type: ignore[attr-defined]
     finally:
         server.stop()
 
