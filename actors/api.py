@@ -242,6 +242,23 @@ class Berth:
             raise BerthError(f"no session with id {session_id!r}", 404)
         return entry
 
+    def lookup_for_agent(self, session_id: str) -> m.SessionEntry:
+        """As ``lookup``, but a miss is confirmed by the supervisor.
+
+        A pooled agent is told its session id while the supervisor may still be
+        creating that session: without the confirmation it would be refused
+        (404) and exit, and the new session would end in error.
+        """
+        entry = self._directory.get(session_id)
+        if entry is None:
+            try:
+                entry = self._ask(self._supervisor, m.LookupSession(session_id))
+            except (pykka.ActorDeadError, pykka.Timeout):
+                entry = None
+        if entry is None:
+            raise BerthError(f"no session with id {session_id!r}", 404)
+        return entry
+
     def get_session(self, session_id: str) -> m.SessionView:
         ended = self._ended()
         if self._directory.get(session_id) is None and ended is not None:

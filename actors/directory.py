@@ -9,7 +9,10 @@ List and get both read this one table (each entry's ``InfoCell`` holds the
 latest info its session posted), so once
 ``delete_session`` returns neither shows the session. Transport threads look
 sessions up here instead of asking the supervisor, which keeps two thread
-hand-offs off every relayed message.
+hand-offs off every relayed message. A pooled agent can learn its session's
+id before that publish (the claim is sent from inside the create), so the
+agent endpoint asks the supervisor before it calls an id unknown
+(``Berth.lookup_for_agent``).
 """
 
 from __future__ import annotations

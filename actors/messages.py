@@ -125,6 +125,18 @@ class GetChildren:
 
 
 @dataclass(frozen=True)
+class LookupSession:
+    """Ask: the session's directory entry, or None, once every earlier create is published.
+
+    An agent can learn its session id (a pooled agent's ``assign``) before the
+    supervisor has published the session it just created; asking is the
+    barrier that tells "not published yet" from "unknown".
+    """
+
+    session_id: str
+
+
+@dataclass(frozen=True)
 class ShutdownTree:
     """Terminate every session and remove every container (ask)."""
 

@@ -309,6 +309,8 @@ class SupervisorActor(pykka.ThreadingActor):
                     self._forget(fired.session_id)
                 elif isinstance(fired, _RestartChild):
                     self._restart(fired.kind)
+            case m.LookupSession(session_id=sid):
+                return self._directory.get(sid)  # this message comes after the create's publish
             case m.GetChildren():
                 return {kind: slot.ref for kind, slot in self._slots.items()}
             case m.ShutdownTree():

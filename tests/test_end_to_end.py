@@ -58,7 +58,7 @@ class E2E:
         client = self.client()
         client.send({"type": "subscribe", "sessionId": sid})
         snapshot = client.recv()
-        if snapshot["session"]["status"] != "idle":
+        if snapshot["session"]["status"] not in ("idle", "error"):
             client.recv_until(
                 lambda f: f["type"] == "session_update" and f["session"]["status"] in ("idle", "error"),
                 timeout=90,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import websocket
 
+from actors.messages import LookupSession
 from tests.rest_client import rest_call
 from tests.served import start_stub_server
 from tests.waiting import wait_until
@@ -207,3 +209,59 @@ def test_the_api_token_is_generated_once_into_a_private_file(tmp_path):
     assert created and not created_again and first == again
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     assert first.reveal() not in repr(first)
+
+
+def test_a_pooled_agent_given_a_session_the_supervisor_has_not_published_yet_is_let_in(base_config):
+    """The claim reaches a pooled agent from inside the supervisor's create: its
+    connect can beat the publish of that session, and must not be refused (404)."""
+    server = start_stub_server(replace(base_config, warm_pool_size=1), API_TOKEN, "sk-ant-oat01-pool-race")
+    berth = server.berth
+    directory = berth._directory
+    publish = directory.put
+    released = threading.Event()
+
+    def held_publish(entry: Any) -> None:  # the supervisor, descheduled between start and publish
+        released.wait(10)
+        publish(entry)
+
+    try:
+        wait_until(lambda: len(berth.pool_directory) == 1, what="a pool slot")
+        slot = berth.pool_directory.ids()[0]
+        entry = berth.pool_directory.get(slot)
+        assert entry is not None
+        auth = f"Authorization: Bearer {entry.agent_token.reveal()}"
+        pooled = WsPeer(f"{server.server.ws_url}/agent/pool/{slot}", [auth])
+        wait_until(lambda: berth.pool_status()["ready"] == 1, what="the pooled agent to be ready")
+        directory.put = held_publish  # type: ignore[method-assign]
+        creating = threading.Thread(target=call, args=(server, "POST", "/api/sessions", {"name": "warm"}))
+        creating.start()
+        assign, _ = pooled.recv_until(lambda f: f["type"] == "assign")
+        sid = assign["sessionId"]
+        assert directory.get(sid) is None  # not published yet
+        agents: list[WsPeer | Exception] = []
+
+        def connect() -> None:
+            try:
+                agents.append(agent_for(server, sid, token=assign["sessionToken"]))
+            except Exception as exc:
+                agents.append(exc)
+
+        connecting = threading.Thread(target=connect)
+        connecting.start()
+        inbox = berth._supervisor.actor_inbox
+        wait_until(
+            lambda: agents or any(isinstance(e.message, LookupSession) for e in list(inbox.queue)),  # type: ignore[attr-defined]
+            what="the agent's connect to wait for the supervisor",
+        )
+        released.set()
+        connecting.join(10)
+        creating.join(10)
+        agent = agents[0]
+        assert isinstance(agent, WsPeer), f"the agent was refused: {agent}"
+        agent.send({"type": "ready"})
+        wait_until(
+            lambda: call(server, "GET", f"/api/sessions/{sid}")[1]["session"]["status"] == "idle", what="idle"
+        )
+    finally:
+        released.set()
+        server.stop()

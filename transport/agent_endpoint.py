@@ -64,7 +64,7 @@ def serve_agent(
     environ: dict[str, Any], berth: Berth, session_id: str, connect: ConnectionFactory, guards: AgentGuards
 ) -> Any:
     try:
-        entry = berth.lookup(session_id)
+        entry = berth.lookup_for_agent(session_id)
     except BerthError:
         return error_response(404, "no such session")
     return _serve(environ, entry, AgentAttached, connect, guards)
