@@ -56,6 +56,8 @@ class BerthConfig:
     token_retry_delay: float = 5.0
     reconnect_grace: float = 30.0
     container_stop_timeout: float = 2.0
+    #: Lines of a dead container's output read to say why it stopped (0: none).
+    container_exit_log_lines: int = 50
     #: First wait before restarting a failed token, container or pool service; doubles each time.
     child_restart_delay: float = 0.5
     #: The longest wait between restarts of a failed service.
@@ -347,6 +349,8 @@ class BerthConfig:
             raise ValueError("futex_hash_slots must be 0 (the kernel's choice) or a power of two")
         if self.claude_keep_warm_interval < 0:
             raise ValueError("claude_keep_warm_interval must be >= 0 (0: never)")
+        if self.container_exit_log_lines < 0:
+            raise ValueError("container_exit_log_lines must be >= 0 (0: do not read dead containers' output)")
         if self.claude_warm_up_turns < 0:
             raise ValueError("claude_warm_up_turns must be >= 0 (0: no warm-up)")
         if self.gc_young_threshold < 0:

@@ -31,6 +31,7 @@ import pykka
 
 from actors.claude_code import claude_code_env
 from actors.config import BerthConfig
+from actors.exit_output import why_it_stopped
 from actors.guarded_start import GuardedStart
 from actors.messages import (
     ActorRef,
@@ -92,6 +93,13 @@ class _ExitSeen:
     container_id: str
     session_id: str
     exit_code: int
+
+
+@dataclass(frozen=True)
+class _ExitDescribed:
+    container_id: str
+    exit_code: int
+    why: str
 
 
 @dataclass(frozen=True)
@@ -253,6 +261,8 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                 self._transfer(message)
             case _ExitSeen():
                 self._exited(message)
+            case _ExitDescribed():
+                self._exit_described(message)
             case ReapOrphans(keep=keep):
                 self._pool.submit(self._list_job, keep)
             case AdoptContainers(owners=owners):
@@ -385,10 +395,21 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                 return
 
     def _report_exit(self, key: str, container_id: str, exit_code: int) -> None:
+        """Once per container; a worker first reads why it stopped (``actors.exit_output``)."""
         if container_id in self._exit_reported:
             return
         self._exit_reported.add(container_id)
-        self._tell(key, ContainerExited(key, container_id, exit_code))
+        if self._config.container_exit_log_lines and exit_code >= 0:
+            self._pool.submit(self._describe_exit_job, container_id, exit_code)
+        else:
+            self._tell(key, ContainerExited(key, container_id, exit_code))
+
+    def _exit_described(self, msg: _ExitDescribed) -> None:
+        """To the container's owner now: a pool claim may have moved it meanwhile."""
+        for key, container_id in self._containers.items():
+            if container_id == msg.container_id:
+                self._tell(key, ContainerExited(key, container_id, msg.exit_code, msg.why))
+                return
 
     def _reconcile_soon(self) -> None:
         self._pool.submit(self._reconcile_job, frozenset(self._containers.items()))
@@ -501,6 +522,10 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
                 self._tell_self(_RemoveFailed(sid, container_id, secrets_dir, delay))
             return
         _remove_dir(secrets_dir)
+
+    def _describe_exit_job(self, container_id: str, exit_code: int) -> None:
+        output = self._runtime.last_output(container_id, self._config.container_exit_log_lines)
+        self._tell_self(_ExitDescribed(container_id, exit_code, why_it_stopped(output)))
 
     def _reconcile_job(self, tracked: frozenset[tuple[str, str]]) -> None:
         try:

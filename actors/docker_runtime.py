@@ -286,6 +286,16 @@ class DockerRuntime:
             for c in found
         ]
 
+    def last_output(self, container_id: str, lines: int) -> str:
+        """Best effort: "" when the container or the engine is gone (the exit is reported anyway)."""
+        try:
+            with self._engine():
+                raw = self.client.api.logs(container_id, stdout=True, stderr=True, tail=lines)
+        except (docker.errors.DockerException, EngineUnavailable) as exc:
+            log.info("could not read the output of %s: %s", container_id[:12], _short(exc))
+            return ""
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+
     def watch_exits(
         self,
         labels: Mapping[str, str],

@@ -447,6 +447,8 @@ class ContainerExited:
     session_id: str
     container_id: str
     exit_code: int
+    #: What the container last said about it (``actors.exit_output``); "" if nothing.
+    why: str = ""
 
 
 @dataclass(frozen=True)

@@ -147,8 +147,8 @@ class PoolActor(GuardedStart, pykka.ThreadingActor):
                     self._slots[key].container_id = cid
             case ContainerStartFailed(session_id=key, reason=reason):
                 self._lost(key, f"start failed: {reason}", retry_later=True)
-            case ContainerExited(session_id=key, exit_code=code):
-                self._lost(key, f"exited with code {code}", retry_later=False)
+            case ContainerExited(session_id=key, exit_code=code, why=why):
+                self._lost(key, f"exited with code {code}{f' ({why})' if why else ''}", retry_later=False)
             case SessionsCounted(live=live):
                 self._live_sessions = live
                 self._fill()

@@ -76,6 +76,10 @@ class ContainerRuntime(Protocol):
         """All containers (running or not) carrying every given label."""
         ...
 
+    def last_output(self, container_id: str, lines: int) -> str:
+        """The last ``lines`` lines a container printed (stdout and stderr); "" if unknown."""
+        ...
+
     def watch_exits(
         self,
         labels: Mapping[str, str],
@@ -112,6 +116,9 @@ class ExternalRuntime:
 
     def list(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         return []
+
+    def last_output(self, container_id: str, lines: int) -> str:
+        return ""
 
     def watch_exits(
         self,

@@ -223,8 +223,9 @@ class _Step:
                 self.container_started(cid)
             case m.ContainerStartFailed(reason=reason):
                 self.end(S.ERROR, f"Container startup failed: {reason}")
-            case m.ContainerExited(exit_code=code):
-                self.end(S.ERROR, f"Session container exited unexpectedly (exit code {code})")
+            case m.ContainerExited(exit_code=code, why=why):
+                said = f". Its last words: {why}" if why else ""
+                self.end(S.ERROR, f"Session container exited unexpectedly (exit code {code}){said}")
             case m.ContainerLost(reason=reason):
                 self.end(S.ERROR, reason)
             case m.StartupTimedOut():

@@ -17,6 +17,8 @@ class StubContainer:
     spec: ContainerSpec
     running: bool = True
     secrets_seen: dict[str, str] = field(default_factory=dict)
+    #: What ``last_output`` says the container printed.
+    output: str = ""
 
 
 class _Watch:
@@ -81,6 +83,11 @@ class StubRuntime:
                 if all(c.spec.labels.get(k) == v for k, v in labels.items())
             ]
 
+    def last_output(self, container_id: str, lines: int) -> str:
+        with self.lock:
+            container = self.containers.get(container_id)
+            return "\n".join(container.output.splitlines()[-lines:]) if container else ""
+
     def watch_exits(
         self,
         labels: Mapping[str, str],
@@ -94,11 +101,12 @@ class StubRuntime:
             self.watches.append(watch)
         return watch
 
-    def exit(self, container_id: str, code: int) -> None:
-        """The container stops on its own."""
+    def exit(self, container_id: str, code: int, output: str = "") -> None:
+        """The container stops on its own, having printed ``output``."""
         with self.lock:
             container = self.containers[container_id]
             container.running = False
+            container.output += output
             watches = list(self.watches)
         for watch in watches:
             if all(container.spec.labels.get(k) == v for k, v in watch.labels.items()):

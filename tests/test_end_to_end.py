@@ -206,6 +206,23 @@ def test_a_warm_pool_session_is_ready_from_a_pre_started_container(base_config, 
         running.stop()
 
 
+def test_an_agent_that_cannot_start_ends_its_session_in_error_quoting_why(base_config, docker_runtime):
+    config = replace(base_config, container_env=(("BERTH_RUNNER", "nonexistent"),))
+    running = start_server(
+        config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=docker_runtime
+    )
+    try:
+        view = running.berth.wait_for_status(
+            E2E(running, docker_runtime.client).create(), {"error"}, timeout=60
+        )
+        assert view.info.status_reason == (
+            "Session container exited unexpectedly (exit code 2). Its last words: ERROR agent: cannot "
+            "start: BERTH_RUNNER must be 'builtin' or 'sdk', not 'nonexistent'"
+        )
+    finally:
+        running.stop()
+
+
 def test_asking_for_claude_code_in_an_image_without_the_sdk_ends_in_error_naming_the_fix(e2e):
     sid = e2e.create(runner="sdk")
     wait_until(lambda: e2e.status(sid) == "error", timeout=60, what="the error")

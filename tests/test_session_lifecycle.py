@@ -212,6 +212,24 @@ def test_rule5_a_container_that_exits_on_its_own_moves_a_live_session_to_error_w
     assert "exit code 137" in history(berth, sid)
 
 
+def test_a_container_that_exits_names_why_in_its_agents_words_with_secrets_masked(tree):
+    runtime = StubRuntime()
+    berth = tree(runtime=runtime)
+    sid, _ = ready_session(berth, runtime)
+    output = (
+        "2026-12-01 10:00:00,000 INFO agent: connected\n"
+        "2026-12-01 10:00:01,000 ERROR agent: the CLI refused sk-ant-oat01-secretsecretsecret\n"
+        "2026-12-01 10:00:01,500 INFO agent.app: agent exiting with code 1\n"
+    )
+    runtime.exit(runtime.by_session(sid).id, 1, output)
+    view = berth.wait_for_status(sid, {"error"}, timeout=10)
+    assert view.info.status_reason == (
+        "Session container exited unexpectedly (exit code 1). "
+        "Its last words: ERROR agent: the CLI refused sk-ant-***"
+    )
+    assert "secretsecret" not in history(berth, sid)
+
+
 def test_rule6_error_is_final_late_agent_messages_do_not_revive_the_session(tree):
     runtime = StubRuntime()
     clock = ManualClock()
