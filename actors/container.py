@@ -524,8 +524,14 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
         _remove_dir(secrets_dir)
 
     def _describe_exit_job(self, container_id: str, exit_code: int) -> None:
-        output = self._runtime.last_output(container_id, self._config.container_exit_log_lines)
-        self._tell_self(_ExitDescribed(container_id, exit_code, why_it_stopped(output)))
+        """Never lets a failure to read the output hold back the exit itself."""
+        try:
+            output = self._runtime.last_output(container_id, self._config.container_exit_log_lines)
+            why = why_it_stopped(output)
+        except Exception as exc:
+            log.warning("could not read why container %s stopped: %s", container_id[:12], _describe(exc))
+            why = ""
+        self._tell_self(_ExitDescribed(container_id, exit_code, why))
 
     def _reconcile_job(self, tracked: frozenset[tuple[str, str]]) -> None:
         try:

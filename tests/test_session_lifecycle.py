@@ -212,6 +212,20 @@ def test_rule5_a_container_that_exits_on_its_own_moves_a_live_session_to_error_w
     assert "exit code 137" in history(berth, sid)
 
 
+class _OutputUnreadable(StubRuntime):
+    def last_output(self, container_id: str, lines: int) -> str:
+        raise RuntimeError("the engine went away")
+
+
+def test_a_container_whose_output_cannot_be_read_still_ends_its_session_with_the_exit_code(tree):
+    runtime = _OutputUnreadable()
+    berth = tree(runtime=runtime)
+    sid, _ = ready_session(berth, runtime)
+    runtime.exit(runtime.by_session(sid).id, 1, "2026-12-01 10:00:00,000 ERROR agent: never read\n")
+    view = berth.wait_for_status(sid, {"error"}, timeout=10)
+    assert view.info.status_reason == "Session container exited unexpectedly (exit code 1)"
+
+
 def test_a_container_that_exits_names_why_in_its_agents_words_with_secrets_masked(tree):
     runtime = StubRuntime()
     berth = tree(runtime=runtime)
