@@ -389,10 +389,9 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
         self._tell(msg.to_key, ContainerStarted(msg.to_key, container_id))
 
     def _exited(self, msg: _ExitSeen) -> None:
-        for key, container_id in self._containers.items():
-            if container_id == msg.container_id:
-                self._report_exit(key, container_id, msg.exit_code)
-                return
+        key = self._key_of(msg.container_id)
+        if key is not None:
+            self._report_exit(key, msg.container_id, msg.exit_code)
 
     def _report_exit(self, key: str, container_id: str, exit_code: int) -> None:
         """Once per container; a worker first reads why it stopped (``actors.exit_output``)."""
@@ -406,10 +405,13 @@ class ContainerActor(GuardedStart, pykka.ThreadingActor):
 
     def _exit_described(self, msg: _ExitDescribed) -> None:
         """To the container's owner now: a pool claim may have moved it meanwhile."""
-        for key, container_id in self._containers.items():
-            if container_id == msg.container_id:
-                self._tell(key, ContainerExited(key, container_id, msg.exit_code, msg.why))
-                return
+        key = self._key_of(msg.container_id)
+        if key is not None:
+            self._tell(key, ContainerExited(key, msg.container_id, msg.exit_code, msg.why))
+
+    def _key_of(self, container_id: str) -> str | None:
+        """Whose container this is now (a session's, or a pool slot's)."""
+        return next((key for key, cid in self._containers.items() if cid == container_id), None)
 
     def _reconcile_soon(self) -> None:
         self._pool.submit(self._reconcile_job, frozenset(self._containers.items()))
