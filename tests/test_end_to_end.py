@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -65,6 +66,18 @@ class E2E:
             )
         assert self.status(sid) == "idle", self.history(sid)
         return client
+
+
+@contextmanager
+def serving(config: BerthConfig, docker_runtime: Any) -> Iterator[E2E]:
+    """A server of its own for a test that needs other settings than ``e2e``'s."""
+    running = start_server(
+        config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=docker_runtime
+    )
+    try:
+        yield E2E(running, docker_runtime.client)
+    finally:
+        running.stop()
 
 
 @pytest.fixture
@@ -157,11 +170,7 @@ def test_docker_kill_moves_the_session_to_error_and_it_is_evicted(e2e):
 
 def test_docker_kill_then_eviction_removes_the_session_and_its_container(base_config, docker_runtime):
     config = replace(base_config, reconnect_grace=20, eviction_ttl=1, startup_timeout=90)
-    running = start_server(
-        config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=docker_runtime
-    )
-    try:
-        e2e = E2E(running, docker_runtime.client)
+    with serving(config, docker_runtime) as e2e:
         sid = e2e.create()
         e2e.subscribed_ready(sid)
         e2e.container(sid).kill()
@@ -171,8 +180,6 @@ def test_docker_kill_then_eviction_removes_the_session_and_its_container(base_co
         # Eviction removes the actor and the container, not the transcript (issue 9).
         assert e2e.status(sid) == "error"
         assert sid in [i["id"] for i in e2e.call("GET", "/api/sessions?ended=true")[1]["sessions"]]
-    finally:
-        running.stop()
 
 
 def test_deleting_a_session_removes_its_container(e2e):
@@ -186,41 +193,29 @@ def test_deleting_a_session_removes_its_container(e2e):
 
 def test_a_warm_pool_session_is_ready_from_a_pre_started_container(base_config, docker_runtime):
     config = replace(base_config, warm_pool_size=1, startup_timeout=90)
-    running = start_server(
-        config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=docker_runtime
-    )
-    try:
-        e2e = E2E(running, docker_runtime.client)
-        wait_until(lambda: running.berth.pool_status()["ready"] == 1, timeout=60, what="a pooled agent")
+    with serving(config, docker_runtime) as e2e:
+        berth = e2e.running.berth
+        wait_until(lambda: berth.pool_status()["ready"] == 1, timeout=60, what="a pooled agent")
         started = time.monotonic()
         sid = e2e.create()
         client = e2e.subscribed_ready(sid)
         ready_after = time.monotonic() - started
-        assert running.berth.pool_status()["claimed"] == 1
+        assert berth.pool_status()["claimed"] == 1
         client.send({"type": "send_prompt", "sessionId": sid, "content": "warm hello"})
         _, before = client.recv_until(lambda f: f["type"] == "result", timeout=30)
         assert "warm hello" in "".join(t for f in before if f["type"] == "stream" for t in f["tokens"])
         assert ready_after < 30
-        wait_until(lambda: running.berth.pool_status()["ready"] == 1, timeout=60, what="the pool to refill")
-    finally:
-        running.stop()
+        wait_until(lambda: berth.pool_status()["ready"] == 1, timeout=60, what="the pool to refill")
 
 
 def test_an_agent_that_cannot_start_ends_its_session_in_error_quoting_why(base_config, docker_runtime):
     config = replace(base_config, container_env=(("BERTH_RUNNER", "nonexistent"),))
-    running = start_server(
-        config, ServerSettings(port=0), api_token=Secret(API_TOKEN), runtime=docker_runtime
-    )
-    try:
-        view = running.berth.wait_for_status(
-            E2E(running, docker_runtime.client).create(), {"error"}, timeout=60
-        )
+    with serving(config, docker_runtime) as e2e:
+        view = e2e.running.berth.wait_for_status(e2e.create(), {"error"}, timeout=60)
         assert view.info.status_reason == (
             "Session container exited unexpectedly (exit code 2). Its last words: ERROR agent: cannot "
             "start: BERTH_RUNNER must be 'builtin' or 'sdk', not 'nonexistent'"
         )
-    finally:
-        running.stop()
 
 
 def test_asking_for_claude_code_in_an_image_without_the_sdk_ends_in_error_naming_the_fix(e2e):
